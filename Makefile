@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  make demo   |   make test
+# Everything installs into ./.venv from this repository's own files.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
+export DS_BUILD_OPS := 0
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
+
+demo: install  ## run the embedded demo (CPU, offline, minutes)
+	snakemake --profile profiles/demo
+
+test: install  ## run the test suite
+	pytest -q
+
+lint: install  ## ruff + snakemake --lint
+	ruff check src tests workflow_scripts benchmarks
+	snakemake --lint
+
+bench: install  ## data-stage benchmark (role records vs a plain tokenizer call)
+	python benchmarks/bench_role_record.py
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,24 @@
+# Instruction Modelling reproduction: data -> training -> evaluation -> tables/figures.
+# Shi et al., "Instruction Tuning With Loss Over Instructions", NeurIPS 2024.
+#
+#   snakemake --profile profiles/demo          # the CPU demo (make demo)
+#   snakemake --profile profiles/local data    # one target of the paper's grid
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        rules.data.input,
+    default_target: True

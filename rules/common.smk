@@ -1,0 +1,73 @@
+# Helpers shared by the rule files: the checked config and the paths of every output kind.
+# No rules here.
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from imrepro import workflow_config as wc  # noqa: E402
+
+CFG = wc.prepare(config)
+RESULTS = CFG["results_dir"]
+LOGS = CFG["logs_dir"]
+MAX_LENGTH = CFG["training"]["max_length"]
+
+
+wildcard_constraints:
+    source=r"[A-Za-z0-9_.-]+",
+    dataset=r"[A-Za-z0-9_]+",
+    tokenizer=r"[A-Za-z0-9_.-]+",
+    max_length=r"\d+",
+
+
+def source_filename(source):
+    return CFG["sources"][source]["url"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def raw_path(source):
+    return f"{RESULTS}/data/raw/{source}/{source_filename(source)}"
+
+
+def canonical_path(dataset):
+    return f"{RESULTS}/data/canonical/{dataset}.jsonl"
+
+
+def record_path(tokenizer, dataset, max_length=MAX_LENGTH):
+    return f"{RESULTS}/data/records/{tokenizer}_ml{max_length}/{dataset}.parquet"
+
+
+def get_download_params(wildcards):
+    spec = CFG["sources"][wildcards.source]
+    use_shipped = "shipped" in spec and (CFG.get("prefer_shipped_sources") or CFG.get("offline"))
+    flags = []
+    for key, flag in (("sha256", "--sha256"), ("git_sha1", "--git-sha1")):
+        if key in spec:
+            flags += [flag, spec[key]]
+    if use_shipped:
+        flags += ["--shipped", str(Path(workflow.basedir) / spec["shipped"])]
+    download = CFG.get("download", {})
+    flags += ["--retries", str(download.get("retries", 4)),
+              "--backoff", str(download.get("backoff_seconds", 2.0)),
+              "--timeout", str(download.get("timeout_seconds", 60))]
+    return flags
+
+
+def get_dataset_inputs(wildcards):
+    entry = CFG["datasets"][wildcards.dataset]
+    if "from" in entry:
+        return [canonical_path(entry["from"])]
+    return [raw_path(source) for source in entry["sources"]]
+
+
+def get_converter_args(wildcards):
+    return json.dumps(CFG["datasets"][wildcards.dataset].get("args", {}), sort_keys=True)
+
+
+def get_tokenizer(wildcards):
+    return CFG["tokenizers"][wildcards.tokenizer]
+
+
+def get_tokenizer_files(wildcards):
+    """Local tokenizer files are inputs, so replacing one rebuilds the records."""
+    path = Path(workflow.basedir) / get_tokenizer(wildcards)["path"]
+    return [str(path)] if path.is_file() else []

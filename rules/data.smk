@@ -1,0 +1,94 @@
+# Data stage: download -> canonical messages JSONL -> Table 5 statistics -> role records.
+
+
+localrules:
+    download_source,
+    dataset_stats,
+    table5,
+
+
+rule download_source:
+    output:
+        f"{RESULTS}/data/raw/{{source}}/{{filename}}",
+    log:
+        f"{LOGS}/data/download_source/{{source}}/{{filename}}.log",
+    params:
+        url=lambda w: CFG["sources"][w.source]["url"],
+        flags=get_download_params,
+    retries: 1
+    shell:
+        "python workflow_scripts/download_source.py --url {params.url:q} --dest {output:q} "
+        "{params.flags:q} > {log} 2>&1"
+
+
+rule convert_dataset:
+    input:
+        get_dataset_inputs,
+    output:
+        f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+    log:
+        f"{LOGS}/data/convert_dataset/{{dataset}}.log",
+    params:
+        converter=lambda w: CFG["datasets"][w.dataset]["converter"],
+        args=get_converter_args,
+    resources:
+        mem_mb=8000,
+    shell:
+        "python workflow_scripts/convert_dataset.py --converter {params.converter} "
+        "--args {params.args:q} --output {output:q} {input:q} > {log} 2>&1"
+
+
+rule dataset_stats:
+    input:
+        f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+    output:
+        f"{RESULTS}/data/stats/{{dataset}}.json",
+    log:
+        f"{LOGS}/data/dataset_stats/{{dataset}}.log",
+    shell:
+        "python workflow_scripts/dataset_stats.py row --dataset {wildcards.dataset} "
+        "--input {input:q} --output {output:q} > {log} 2>&1"
+
+
+rule table5:
+    input:
+        lambda w: expand(f"{RESULTS}/data/stats/{{dataset}}.json", dataset=wc.needed_datasets(CFG)),
+    output:
+        csv=f"{RESULTS}/tables/table5_dataset_stats.csv",
+        md=f"{RESULTS}/tables/table5_dataset_stats.md",
+    log:
+        f"{LOGS}/data/table5.log",
+    shell:
+        "python workflow_scripts/dataset_stats.py table --output {output.csv:q} "
+        "--markdown {output.md:q} {input:q} > {log} 2>&1"
+
+
+rule role_record:
+    input:
+        data=f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+        tokenizer_files=get_tokenizer_files,
+    output:
+        f"{RESULTS}/data/records/{{tokenizer}}_ml{{max_length}}/{{dataset}}.parquet",
+    log:
+        f"{LOGS}/data/role_record/{{tokenizer}}_ml{{max_length}}/{{dataset}}.log",
+    params:
+        backend=lambda w: get_tokenizer(w)["backend"],
+        path=lambda w: get_tokenizer(w)["path"],
+        revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]
+        if "revision" in get_tokenizer(w)
+        else [],
+    threads: 2
+    resources:
+        mem_mb=16000,
+    shell:
+        "python workflow_scripts/build_role_record.py --input {input.data:q} "
+        "--tokenizer-name {wildcards.tokenizer} --tokenizer-backend {params.backend} "
+        "--tokenizer-path {params.path:q} {params.revision:q} --max-length {wildcards.max_length} "
+        "--output {output:q} > {log} 2>&1"
+
+
+rule data:
+    input:
+        lambda w: [canonical_path(d) for d in wc.needed_datasets(CFG)],
+        rules.table5.output,
+        lambda w: [record_path(t, d) for t, d in wc.record_targets(CFG)],

@@ -3,12 +3,14 @@
 #
 #   snakemake --profile profiles/demo          # the CPU demo (make demo)
 #   snakemake --profile profiles/local data    # one target of the paper's grid
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: Path(workflow.basedir) / "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")

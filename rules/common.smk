@@ -8,6 +8,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from imrepro import workflow_config as wc  # noqa: E402
 
 CFG = wc.prepare(config)
+REPO = Path(workflow.basedir)
+SCRIPTS = REPO / "workflow_scripts"  # absolute, so --directory elsewhere works
 RESULTS = CFG["results_dir"]
 LOGS = CFG["logs_dir"]
 MAX_LENGTH = CFG["training"]["max_length"]
@@ -44,7 +46,7 @@ def get_download_params(wildcards):
         if key in spec:
             flags += [flag, spec[key]]
     if use_shipped:
-        flags += ["--shipped", str(Path(workflow.basedir) / spec["shipped"])]
+        flags += ["--shipped", str(REPO / spec["shipped"])]
     download = CFG.get("download", {})
     flags += ["--retries", str(download.get("retries", 4)),
               "--backoff", str(download.get("backoff_seconds", 2.0)),
@@ -67,7 +69,13 @@ def get_tokenizer(wildcards):
     return CFG["tokenizers"][wildcards.tokenizer]
 
 
+def repo_path(path):
+    """A path relative to the repository if it exists there, else as given (e.g. a hub id)."""
+    candidate = REPO / path
+    return str(candidate) if candidate.exists() else path
+
+
 def get_tokenizer_files(wildcards):
     """Local tokenizer files are inputs, so replacing one rebuilds the records."""
-    path = Path(workflow.basedir) / get_tokenizer(wildcards)["path"]
+    path = Path(repo_path(get_tokenizer(wildcards)["path"]))
     return [str(path)] if path.is_file() else []

@@ -17,7 +17,7 @@ rule download_source:
         flags=get_download_params,
     retries: 1
     shell:
-        "python workflow_scripts/download_source.py --url {params.url:q} --dest {output:q} "
+        "python {SCRIPTS}/download_source.py --url {params.url:q} --dest {output:q} "
         "{params.flags:q} > {log} 2>&1"
 
 
@@ -34,7 +34,7 @@ rule convert_dataset:
     resources:
         mem_mb=8000,
     shell:
-        "python workflow_scripts/convert_dataset.py --converter {params.converter} "
+        "python {SCRIPTS}/convert_dataset.py --converter {params.converter} "
         "--args {params.args:q} --output {output:q} {input:q} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule dataset_stats:
     log:
         f"{LOGS}/data/dataset_stats/{{dataset}}.log",
     shell:
-        "python workflow_scripts/dataset_stats.py row --dataset {wildcards.dataset} "
+        "python {SCRIPTS}/dataset_stats.py row --dataset {wildcards.dataset} "
         "--input {input:q} --output {output:q} > {log} 2>&1"
 
 
@@ -59,7 +59,7 @@ rule table5:
     log:
         f"{LOGS}/data/table5.log",
     shell:
-        "python workflow_scripts/dataset_stats.py table --output {output.csv:q} "
+        "python {SCRIPTS}/dataset_stats.py table --output {output.csv:q} "
         "--markdown {output.md:q} {input:q} > {log} 2>&1"
 
 
@@ -73,7 +73,7 @@ rule role_record:
         f"{LOGS}/data/role_record/{{tokenizer}}_ml{{max_length}}/{{dataset}}.log",
     params:
         backend=lambda w: get_tokenizer(w)["backend"],
-        path=lambda w: get_tokenizer(w)["path"],
+        path=lambda w: repo_path(get_tokenizer(w)["path"]),
         revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]
         if "revision" in get_tokenizer(w)
         else [],
@@ -81,7 +81,7 @@ rule role_record:
     resources:
         mem_mb=16000,
     shell:
-        "python workflow_scripts/build_role_record.py --input {input.data:q} "
+        "python {SCRIPTS}/build_role_record.py --input {input.data:q} "
         "--tokenizer-name {wildcards.tokenizer} --tokenizer-backend {params.backend} "
         "--tokenizer-path {params.path:q} {params.revision:q} --max-length {wildcards.max_length} "
         "--output {output:q} > {log} 2>&1"

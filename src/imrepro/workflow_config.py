@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Run:
-    group: str
+    """One training run; several run groups (tables, figures) can share it."""
+
     model: str
     dataset: str
     method: str
@@ -137,20 +138,25 @@ def prepare(config: dict) -> dict:
 # ---- derived views --------------------------------------------------------------------------
 
 
-def runs(config: dict) -> list[Run]:
+def runs_by_group(config: dict) -> dict[str, list[Run]]:
+    """The runs of each active run group (``use_run_groups``)."""
     training_epochs = config["training"]["epochs"]
-    out = set()
+    groups = {}
     for group in config["use_run_groups"]:
         spec = config["run_groups"][group]
         names = list(spec.get("datasets", []))
         for family in spec.get("subsets", []):
             names += config["_subset_families"][family]
-        for model in spec["models"]:
-            for dataset in names:
-                for method in spec["methods"]:
-                    for epochs in spec.get("epochs", [training_epochs]):
-                        out.add(Run(group, model, dataset, method, epochs))
-    return sorted(out)
+        groups[group] = [Run(model, dataset, method, epochs)
+                         for model in spec["models"] for dataset in names
+                         for method in spec["methods"]
+                         for epochs in spec.get("epochs", [training_epochs])]
+    return groups
+
+
+def runs(config: dict) -> list[Run]:
+    """Every distinct run of the active groups."""
+    return sorted({run for group in runs_by_group(config).values() for run in group})
 
 
 def dataset_closure(config: dict, names) -> list[str]:

@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
 export DS_BUILD_OPS := 0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench slurm-profile slurm-test clean
 
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
 demo: install  ## run the embedded demo (CPU, offline, minutes)
 	snakemake --profile profiles/demo
 
-test: install  ## run the test suite
+test: lint  ## lint, then run the test suite
 	pytest -q
 
 lint: install  ## ruff + snakemake --lint
@@ -30,6 +30,15 @@ lint: install  ## ruff + snakemake --lint
 
 bench: install  ## data-stage benchmark (role records vs a plain tokenizer call)
 	python benchmarks/bench_role_record.py
+
+slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works from anywhere
+	mkdir -p $(HOME)/.config/snakemake
+	@if [ -d $(HOME)/.config/snakemake/slurm ] && [ ! -L $(HOME)/.config/snakemake/slurm ]; then \
+		echo "$(HOME)/.config/snakemake/slurm exists and is not a link; move it away first"; exit 1; fi
+	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
+
+slurm-test: install  ## profiles/slurm against a real single-node SLURM on this machine (root, ~2 min)
+	timeout -k 10 -s KILL 330 cluster/test_slurm_demo.sh
 
 clean:
 	rm -rf results logs .snakemake

@@ -17,6 +17,15 @@ validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    source=r"[A-Za-z0-9_.-]+",
+    dataset=r"[A-Za-z0-9_]+",
+    tokenizer=r"[A-Za-z0-9_.-]+",
+    max_length=r"\d+",
+
+
 include: "rules/data.smk"
 
 

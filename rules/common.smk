@@ -1,29 +1,27 @@
-# Helpers shared by the rule files: the checked config and the paths of every output kind.
-# No rules here.
+# Helpers shared by the stage files: the checked config and the path of every output kind.
+# Only functions and constants live here.
 import json
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from imrepro import workflow_config as wc  # noqa: E402
 
 CFG = wc.prepare(config)
 REPO = Path(workflow.basedir)
-SCRIPTS = REPO / "workflow_scripts"  # absolute, so --directory elsewhere works
 RESULTS = CFG["results_dir"]
 LOGS = CFG["logs_dir"]
 MAX_LENGTH = CFG["training"]["max_length"]
 
 
-wildcard_constraints:
-    source=r"[A-Za-z0-9_.-]+",
-    dataset=r"[A-Za-z0-9_]+",
-    tokenizer=r"[A-Za-z0-9_.-]+",
-    max_length=r"\d+",
+def script(name):
+    """Absolute path of a workflow script (so `--directory` elsewhere works)."""
+    return str(REPO / "workflow_scripts" / name)
 
 
 def source_filename(source):
-    return CFG["sources"][source]["url"].rstrip("/").rsplit("/", 1)[-1]
+    return PurePosixPath(urlparse(CFG["sources"][source]["url"]).path).name
 
 
 def raw_path(source):

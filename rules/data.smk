@@ -13,11 +13,14 @@ rule download_source:
     log:
         f"{LOGS}/data/download_source/{{source}}/{{filename}}.log",
     params:
+        script=script("download_source.py"),
         url=lambda w: CFG["sources"][w.source]["url"],
         flags=get_download_params,
     retries: 1
+    conda:
+        "../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/download_source.py --url {params.url:q} --dest {output:q} "
+        "python {params.script} --url {params.url:q} --dest {output:q} "
         "{params.flags:q} > {log} 2>&1"
 
 
@@ -29,12 +32,15 @@ rule convert_dataset:
     log:
         f"{LOGS}/data/convert_dataset/{{dataset}}.log",
     params:
+        script=script("convert_dataset.py"),
         converter=lambda w: CFG["datasets"][w.dataset]["converter"],
         args=get_converter_args,
     resources:
         mem_mb=8000,
+    conda:
+        "../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/convert_dataset.py --converter {params.converter} "
+        "python {params.script} --converter {params.converter} "
         "--args {params.args:q} --output {output:q} {input:q} > {log} 2>&1"
 
 
@@ -45,8 +51,12 @@ rule dataset_stats:
         f"{RESULTS}/data/stats/{{dataset}}.json",
     log:
         f"{LOGS}/data/dataset_stats/{{dataset}}.log",
+    params:
+        script=script("dataset_stats.py"),
+    conda:
+        "../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/dataset_stats.py row --dataset {wildcards.dataset} "
+        "python {params.script} row --dataset {wildcards.dataset} "
         "--input {input:q} --output {output:q} > {log} 2>&1"
 
 
@@ -58,8 +68,12 @@ rule table5:
         md=f"{RESULTS}/tables/table5_dataset_stats.md",
     log:
         f"{LOGS}/data/table5.log",
+    params:
+        script=script("dataset_stats.py"),
+    conda:
+        "../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/dataset_stats.py table --output {output.csv:q} "
+        "python {params.script} table --output {output.csv:q} "
         "--markdown {output.md:q} {input:q} > {log} 2>&1"
 
 
@@ -72,6 +86,7 @@ rule role_record:
     log:
         f"{LOGS}/data/role_record/{{tokenizer}}_ml{{max_length}}/{{dataset}}.log",
     params:
+        script=script("build_role_record.py"),
         backend=lambda w: get_tokenizer(w)["backend"],
         path=lambda w: repo_path(get_tokenizer(w)["path"]),
         revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]
@@ -80,8 +95,10 @@ rule role_record:
     threads: 2
     resources:
         mem_mb=16000,
+    conda:
+        "../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/build_role_record.py --input {input.data:q} "
+        "python {params.script} --input {input.data:q} "
         "--tokenizer-name {wildcards.tokenizer} --tokenizer-backend {params.backend} "
         "--tokenizer-path {params.path:q} {params.revision:q} --max-length {wildcards.max_length} "
         "--output {output:q} > {log} 2>&1"

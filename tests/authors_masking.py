@@ -26,7 +26,7 @@ def make_tokenize(backend, max_seq_length: int = 2048) -> Tokenize:
     """``tokenizer(text, max_length=..., truncation=True).input_ids`` for one text."""
 
     def tokenize(text: str) -> np.ndarray:
-        return backend.encode_batch([text])[0][0][:max_seq_length]
+        return backend.encode_batch([text]).ids[:max_seq_length]
 
     return tokenize
 

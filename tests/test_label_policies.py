@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from authors_masking import encode_with_messages_format, make_tokenize
 
+from authors_masking import encode_with_messages_format, make_tokenize
 from imrepro.chat_format import Role
 from imrepro.label_policies import (
     IGNORE_INDEX,

@@ -23,7 +23,7 @@ def test_rendering_is_the_open_instruct_text():
 
 
 def test_token_ids_follow_the_authors_slow_tokenizer(sp_backend):
-    ids, starts = sp_backend.encode_batch(["<|user|>\nhi\n<|assistant|>\nyo</s>\n<|user|>\nx"])[0]
+    ids, starts = sp_backend.encode_batch(["<|user|>\nhi\n<|assistant|>\nyo</s>\n<|user|>\nx"]).per_text()[0]
     assert ids[0] == 1 and starts[0] == -1  # BOS added, not in the text
     eos = list(ids).index(2)
     assert list(ids[eos:eos + 3]) == [2, 29871, 13]  # `</s>\n` -> </s>, dummy-prefix ▁, <0x0A>

@@ -9,9 +9,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import _bootstrap
 import numpy as np
 
+import _bootstrap
 from imrepro.chat_format import Role
 from imrepro.messages import load_messages_jsonl
 from imrepro.role_record import build_role_record, save_role_record

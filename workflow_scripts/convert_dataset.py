@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-
 from imrepro.converters import CONVERTERS, run_converter
 
 

@@ -1,7 +1,9 @@
 """Per-dataset length statistics (paper Table 5 units) and the Table 5 CSV/Markdown.
 
-    python workflow_scripts/dataset_stats.py row --dataset lima --input results/data/canonical/lima.jsonl --output results/data/stats/lima.json
-    python workflow_scripts/dataset_stats.py table --output results/tables/table5_dataset_stats.csv results/data/stats/*.json
+    python workflow_scripts/dataset_stats.py row --dataset lima \
+        --input results/data/canonical/lima.jsonl --output results/data/stats/lima.json
+    python workflow_scripts/dataset_stats.py table \
+        --output results/tables/table5_dataset_stats.csv results/data/stats/*.json
 """
 
 import argparse
@@ -9,9 +11,9 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
 import pandas as pd
 
+import _bootstrap
 from imrepro.atomic import atomic_open
 from imrepro.messages import read_messages_jsonl
 from imrepro.stats import TABLE5_COLUMNS, table5_row

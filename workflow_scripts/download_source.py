@@ -1,7 +1,8 @@
 """Download one pinned source file (or copy its shipped twin), verified by checksum.
 
     python workflow_scripts/download_source.py --url URL --sha256 HEX --dest results/data/raw/im_lima/lima_data.jsonl
-    python workflow_scripts/download_source.py --url URL --shipped resources/data/lima_data.jsonl --sha256 HEX --dest ...
+    python workflow_scripts/download_source.py --url URL --sha256 HEX \
+        --shipped resources/data/lima_data.jsonl --dest results/data/raw/im_lima/lima_data.jsonl
 
 A source with neither --sha256 nor --git-sha1 is pinned on first use: the observed sha256 is
 written to ``<dest dir>/SHA256SUM`` and every later download must match it.
@@ -12,7 +13,6 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-
 from imrepro.atomic import atomic_open
 from imrepro.download import fetch
 

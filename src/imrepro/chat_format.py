@@ -41,16 +41,21 @@ class Segment(NamedTuple):
     role: Role
 
 
+HEADER_TEXT = {role: f"<|{role}|>\n" for role in HEADER}
+SEPARATOR_SEGMENT = Segment("\n", Role.SEPARATOR)
+
+
 def render_segments(messages: Sequence[dict], eos_text: str = EOS_TEXT) -> list[Segment]:
     """Segments whose concatenation is exactly the authors' (stripped) training text."""
     segments: list[Segment] = []
+    append = segments.append
     for message in messages:
         role = message["role"]
-        segments.append(Segment(f"<|{role}|>\n", HEADER[role]))
-        segments.append(Segment(message["content"].strip(), CONTENT[role]))
+        append(Segment(HEADER_TEXT[role], HEADER[role]))
+        append(Segment(message["content"].strip(), CONTENT[role]))
         if role == "assistant":
-            segments.append(Segment(eos_text, Role.EOS))
-        segments.append(Segment("\n", Role.SEPARATOR))
+            append(Segment(eos_text, Role.EOS))
+        append(SEPARATOR_SEGMENT)
     # open-instruct strips the whole text: drop trailing whitespace-only segments, then
     # right-strip the last one (it is a header only if the last message was empty).
     segments = [s for s in segments if s.text]

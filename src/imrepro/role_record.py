@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,7 @@ from imrepro.atomic import atomic_path
 from imrepro.chat_format import Role, render_segments
 from imrepro.messages import Example
 
-BATCH = 512
+BATCH = 4096  # examples per tokenizer call: large batches amortise thread start-up
 
 
 @dataclass
@@ -64,6 +64,7 @@ def assign_roles(starts: np.ndarray, segment_ends: np.ndarray, segment_roles: np
 
 
 def _segment_table(segments, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusive end offsets and roles of rendered segments (one example or a whole batch)."""
     if unit == "bytes":
         sizes = [len(s.text.encode("utf-8")) for s in segments]
     else:
@@ -71,45 +72,50 @@ def _segment_table(segments, unit: str) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(sizes, dtype=np.int64), np.array([s.role for s in segments], dtype=np.uint8)
 
 
-def encode_examples(examples: Sequence[Example], backend, max_length: int | None) -> Iterator[tuple]:
-    """Yield ``(id, input_ids, roles, n_tokens_full)`` per example, in order."""
-    for lo in range(0, len(examples), BATCH):
-        batch = examples[lo : lo + BATCH]
-        rendered = [render_segments(ex["messages"], backend.eos_text) for ex in batch]
-        encoded = backend.encode_batch(["".join(s.text for s in segs) for segs in rendered])
-        for ex, segs, (ids, starts) in zip(batch, rendered, encoded, strict=True):
-            ends, seg_roles = _segment_table(segs, backend.offset_unit)
-            roles = assign_roles(starts, ends, seg_roles)
-            n_full = len(ids)
-            if max_length is not None:
-                ids, roles = ids[:max_length], roles[:max_length]
-            yield str(ex.get("id", lo)), ids.astype(np.int32), roles, n_full
+def encode_batch(examples: Sequence[Example], backend, max_length: int | None):
+    """Flat ``(input_ids, roles, kept_lengths, full_lengths)`` of a batch of examples."""
+    rendered = [render_segments(ex["messages"], backend.eos_text) for ex in examples]
+    encoding = backend.encode_batch(["".join(s.text for s in segs) for segs in rendered])
+    # The texts are concatenated in order, so one searchsorted assigns every token of the batch.
+    ends, seg_roles = _segment_table([s for segs in rendered for s in segs], backend.offset_unit)
+    roles = assign_roles(encoding.starts, ends, seg_roles)
+    full = encoding.counts
+    if max_length is None:
+        return encoding.ids.astype(np.int32), roles, full, full
+    first = np.concatenate([[0], np.cumsum(full)[:-1]])
+    position = np.arange(len(encoding.ids)) - np.repeat(first, full)
+    keep = position < max_length
+    return encoding.ids[keep].astype(np.int32), roles[keep], np.minimum(full, max_length), full
 
 
 def build_role_record(
     examples: Sequence[Example], backend, max_length: int | None, metadata: dict | None = None,
     progress: bool = True,
 ) -> RoleRecord:
-    ids, tokens, roles, full = [], [], [], []
-    rows = encode_examples(examples, backend, max_length)
-    for ex_id, tok, role, n_full in tqdm(rows, total=len(examples), desc="role record",
-                                         unit="ex", disable=not progress, mininterval=1.0):
-        ids.append(ex_id)
-        tokens.append(tok)
-        roles.append(role)
-        full.append(n_full)
-    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens, roles, kept, full = [], [], [], []
+    with tqdm(total=len(examples), desc="role record", unit="ex", disable=not progress,
+              mininterval=1.0) as bar:
+        for lo in range(0, len(examples), BATCH):
+            batch = examples[lo : lo + BATCH]
+            ids, batch_roles, batch_kept, batch_full = encode_batch(batch, backend, max_length)
+            tokens.append(ids)
+            roles.append(batch_roles)
+            kept.append(batch_kept)
+            full.append(batch_full)
+            bar.update(len(batch))
+    kept_lengths = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    full_lengths = np.concatenate(full) if full else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(kept_lengths)]).astype(np.int64)
     meta = dict(metadata or {})
     meta.update(max_length=max_length, role_names=[r.name for r in Role],
-                n_examples=len(ids), n_tokens=int(offsets[-1]),
-                n_truncated=int(sum(f > len(t) for f, t in zip(full, tokens, strict=True))))
+                n_examples=len(examples), n_tokens=int(offsets[-1]),
+                n_truncated=int((full_lengths > kept_lengths).sum()))
     return RoleRecord(
-        ids=ids,
+        ids=[str(ex.get("id", i)) for i, ex in enumerate(examples)],
         input_ids=np.concatenate(tokens) if tokens else np.zeros(0, np.int32),
         roles=np.concatenate(roles) if roles else np.zeros(0, np.uint8),
         offsets=offsets,
-        n_tokens_full=np.array(full, dtype=np.int64),
+        n_tokens_full=full_lengths.astype(np.int64),
         metadata=meta,
     )
 

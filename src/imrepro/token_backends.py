@@ -3,25 +3,43 @@
 * :class:`SentencePieceBackend` reproduces the token ids of the authors' transformers-4.x
   *slow* Llama tokenizer (legacy mode): BOS, then SentencePiece ``encode`` of each chunk of
   text between special tokens, each chunk with SentencePiece's dummy prefix ``▁``. Modern
-  transformers cannot reproduce those ids (see docs/DESIGN.md), so Llama-2 runs that claim
+  transformers cannot reproduce those ids (see docs/DESIGN.md, "Tokenizer fidelity"), so Llama-2 runs that claim
   to match the paper use this back-end. Offsets are UTF-8 byte offsets.
 * :class:`HFBackend` wraps any fast Hugging Face tokenizer (OPT, other models). Offsets are
   character offsets from ``return_offsets_mapping``.
 
-Both return ``(ids, starts)`` per text as numpy arrays; ``starts[i]`` is where token ``i``
-begins (``-1`` for tokens that are not in the text, such as BOS).
+Both encode a whole batch into one :class:`FlatEncoding`: flat token ids, the offset where
+each token starts in the concatenation of the batch's texts (``-1`` for tokens that are not
+in the text, such as BOS), and the number of tokens of each text. Working on flat arrays
+keeps the per-example Python overhead out of the hot path.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-Encoded = tuple[np.ndarray, np.ndarray]
+
+class FlatEncoding(NamedTuple):
+    ids: np.ndarray  # int64, every token of the batch
+    starts: np.ndarray  # int64, start offset in the concatenated texts; -1 = not in the text
+    counts: np.ndarray  # int64, tokens per text
+
+    def per_text(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ids, starts) of each text, starts relative to that text (for tests and debugging)."""
+        bounds = np.concatenate([[0], np.cumsum(self.counts)])
+        out = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            starts = self.starts[lo:hi]
+            base = starts[starts >= 0].min() if (starts >= 0).any() else 0
+            out.append((self.ids[lo:hi], np.where(starts >= 0, starts - base, -1)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,13 @@ class TokenizerSpec:
     def from_config(cls, name: str, entry: dict) -> TokenizerSpec:
         return cls(name=name, backend=entry["backend"], path=entry["path"],
                    revision=entry.get("revision"))
+
+
+def _interleave(pieces: list[str], separator: str) -> list[str]:
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        out += (separator, piece)
+    return out
 
 
 class SentencePieceBackend:
@@ -72,45 +97,77 @@ class SentencePieceBackend:
                 lengths[i] = len(self.sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
         return lengths
 
-    def encode_batch(self, texts: Sequence[str]) -> list[Encoded]:
-        # Split each text at special tokens; encode all ordinary chunks in one batch call.
-        plans: list[list[tuple[int, str | int]]] = []  # per text: (byte offset, chunk | special id)
+    def encode_batch(self, texts: Sequence[str]) -> FlatEncoding:
+        """Tokenise ``texts`` at once; offsets are bytes into the texts' concatenation."""
+        # Plan every text as items in order: BOS, then chunks of plain text and special tokens.
+        # Plain chunks are encoded in one multi-threaded SentencePiece call; offsets come from a
+        # per-piece byte-length table, vectorised over the whole batch.
+        item_ids: list = []  # token-id list per item
+        item_offset: list[int] = []  # global byte offset where the item's text starts
+        item_kind: list[int] = []  # 0 = BOS, 1 = special token, 2 = plain chunk
+        chunk_items: list[int] = []
         chunks: list[str] = []
+        chunk_bytes: list[int] = []
+        counts = []
+        position = 0
         for text in texts:
-            plan, offset = [], 0
-            for part in self._split.split(text):
+            first_item = len(item_ids)
+            item_ids.append((self.bos_id,))
+            item_offset.append(-1)
+            item_kind.append(0)
+            # str.split is much faster than the regex; most texts hold no special token but </s>
+            parts = (self._split.split(text) if self._rare_special(text)
+                     else _interleave(text.split("</s>"), "</s>"))
+            for part in parts:
                 if not part:
                     continue
+                item_offset.append(position)
+                size = len(part.encode("utf-8"))
                 if part in self.special_ids:
-                    plan.append((offset, self.special_ids[part]))
+                    item_ids.append((self.special_ids[part],))
+                    item_kind.append(1)
                 else:
-                    plan.append((offset, part))
+                    chunk_items.append(len(item_ids))
                     chunks.append(part)
-                offset += len(part.encode("utf-8"))
-            plans.append(plan)
-        chunk_ids = iter(self.sp.encode(chunks, num_threads=self.num_threads))
+                    chunk_bytes.append(size)
+                    item_ids.append(None)
+                    item_kind.append(2)
+                position += size
+            counts.append(len(item_ids) - first_item)
+        for index, ids in zip(chunk_items, self.sp.encode(chunks, num_threads=self.num_threads),
+                              strict=True):
+            item_ids[index] = ids
 
-        out: list[Encoded] = []
-        for plan in plans:
-            ids_parts = [np.array([self.bos_id], dtype=np.int64)]
-            start_parts = [np.array([-1], dtype=np.int64)]
-            for offset, part in plan:
-                if isinstance(part, int):
-                    ids_parts.append(np.array([part], dtype=np.int64))
-                    start_parts.append(np.array([offset], dtype=np.int64))
-                    continue
-                ids = np.asarray(next(chunk_ids), dtype=np.int64)
-                lengths = self._piece_bytes[ids]
-                if lengths.sum() != len(part.encode("utf-8")) + 1:  # +1: the dummy prefix
-                    ids, starts = self._encode_with_proto(part)
-                else:
-                    starts = np.cumsum(lengths) - lengths - 1  # shift out the dummy prefix
-                ids_parts.append(ids)
-                start_parts.append(np.maximum(starts, 0) + offset)
-            out.append((np.concatenate(ids_parts), np.concatenate(start_parts)))
-        return out
+        item_lengths = np.fromiter(map(len, item_ids), dtype=np.int64, count=len(item_ids))
+        ids = np.fromiter(itertools.chain.from_iterable(item_ids), dtype=np.int64,
+                          count=int(item_lengths.sum()))
+        item_of_token = np.repeat(np.arange(len(item_ids)), item_lengths)
+        kind = np.asarray(item_kind, dtype=np.int8)[item_of_token]
+        offset = np.asarray(item_offset, dtype=np.int64)[item_of_token]
+        # bytes before each token within its item; plain chunks start with the dummy prefix
+        piece_bytes = np.where(kind == 2, self._piece_bytes[ids], 0)
+        before = np.cumsum(piece_bytes) - piece_bytes
+        item_first = np.concatenate([[0], np.cumsum(item_lengths)[:-1]])
+        within = before - before[item_first][item_of_token]
+        starts = np.where(kind == 2, offset + np.maximum(within - 1, 0), offset)
+        # Pieces must cover each chunk exactly (+1 byte of dummy prefix); where they do not
+        # (pieces without a byte length, e.g. <unk>), take SentencePiece's own offsets.
+        covered = np.add.reduceat(piece_bytes, item_first)[chunk_items] if chunk_items else []
+        for k in np.flatnonzero(np.asarray(covered) != np.asarray(chunk_bytes) + 1):
+            index = chunk_items[k]
+            lo, hi = item_first[index], item_first[index] + item_lengths[index]
+            proto_ids, proto_starts = self._encode_with_proto(chunks[k])
+            if list(proto_ids) != list(ids[lo:hi]):
+                raise RuntimeError(f"SentencePiece disagrees with itself on {chunks[k][:40]!r}")
+            starts[lo:hi] = proto_starts + item_offset[index]
+        tokens_per_text = np.add.reduceat(item_lengths, np.concatenate([[0], np.cumsum(counts)[:-1]])) \
+            if counts else np.zeros(0, np.int64)
+        return FlatEncoding(ids, starts, tokens_per_text)
 
-    def _encode_with_proto(self, text: str) -> Encoded:
+    def _rare_special(self, text: str) -> bool:
+        return any(token in text for token in self.special_tokens if token != "</s>")
+
+    def _encode_with_proto(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Slow exact path (offsets from SentencePiece itself), for unusual inputs."""
         proto = self.sp.encode(text, return_type="proto")
         ids = np.array([p.id for p in proto.pieces], dtype=np.int64)
@@ -126,26 +183,27 @@ class HFBackend:
 
     offset_unit = "chars"
 
-    def __init__(self, name_or_path: str, revision: str | None = None):
+    def __init__(self, name_or_path: str, revision: str | None = None, tokenizer=None):
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        self.tok = tokenizer or AutoTokenizer.from_pretrained(name_or_path, revision=revision)
         if not self.tok.is_fast:
             raise ValueError(f"{name_or_path}: a fast tokenizer is required for offsets")
         self.bos_id = self.tok.bos_token_id
         self.eos_id = self.tok.eos_token_id
         self.eos_text = self.tok.eos_token
 
-    def encode_batch(self, texts: Sequence[str]) -> list[Encoded]:
+    def encode_batch(self, texts: Sequence[str]) -> FlatEncoding:
         enc = self.tok(list(texts), add_special_tokens=True, return_offsets_mapping=True)
-        out = []
-        for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
-            ids = np.asarray(ids, dtype=np.int64)
-            spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-            starts = spans[:, 0].copy()
-            starts[(spans[:, 0] == spans[:, 1]) & (ids == self.bos_id)] = -1  # added BOS
-            out.append((ids, starts))
-        return out
+        counts = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(texts))
+        ids = np.fromiter(itertools.chain.from_iterable(enc["input_ids"]), dtype=np.int64,
+                          count=int(counts.sum()))
+        spans = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(
+            enc["offset_mapping"])), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
+        text_start = np.concatenate([[0], np.cumsum([len(t) for t in texts])[:-1]]).astype(np.int64)
+        starts = spans[:, 0] + np.repeat(text_start, counts)
+        starts[(spans[:, 0] == spans[:, 1]) & (ids == self.bos_id)] = -1  # the BOS it adds
+        return FlatEncoding(ids, starts, counts)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))

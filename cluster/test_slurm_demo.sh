@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# End-to-end test of profiles/slurm against a real single-node SLURM on this machine:
+#   1. cluster/slurm_local_up.sh (installs slurm + munge if missing, starts the daemons)
+#   2. snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml data
+#      into results_slurm/ and logs_slurm/ (the demo's results/ and logs/ are not touched)
+#   3. checks that every convert_dataset and role_record job went through sbatch and COMPLETED
+#      (job-completion log of the local cluster, or sacct where accounting exists), as many as
+#      the dry run planned, and that the localrules did not
+#   4. always stops the daemons (trap), also on failure or timeout.
+# Needs root (or sudo) for the up/down scripts. Run from anywhere; ~2-3 minutes on 2 cores.
+#   cluster/test_slurm_demo.sh
+#   IMREPRO_SLURM_TEST_KEEP=1 cluster/test_slurm_demo.sh   # keep outputs and leave SLURM running
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export PATH="$REPO/.venv/bin:$PATH"          # rules call `python`; jobs inherit PATH (--export=ALL)
+unset SLURM_CONF                             # the cluster is configured at /etc/slurm/slurm.conf
+STATE_DIR=${SLURM_LOCAL_DIR:-/tmp/imrepro-slurm}
+RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-240}
+KEEP=${IMREPRO_SLURM_TEST_KEEP:-0}
+RESULTS=results_slurm
+LOGS=logs_slurm
+JOB_RULES=(convert_dataset role_record)      # rules that must run as SLURM jobs
+LOCAL_RULES=(download_source dataset_stats table5 data)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
+
+say() { echo "[test_slurm_demo] $*"; }
+fail() { echo "[test_slurm_demo] FAIL: $*" >&2; exit 1; }
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || fail "needs root or sudo to start SLURM"
+    SUDO=(sudo --preserve-env=SLURM_LOCAL_DIR,SLURM_LOCAL_WAIT_S)
+fi
+command -v snakemake >/dev/null || fail "no snakemake on PATH (make install)"
+
+cleanup() {
+    local rc=$?
+    if [[ $KEEP == 1 ]]; then
+        say "IMREPRO_SLURM_TEST_KEEP=1: SLURM left running; stop it with cluster/slurm_local_down.sh"
+    else
+        "${SUDO[@]}" "$REPO/cluster/slurm_local_down.sh" || rc=1
+    fi
+    if ((rc == 0)); then
+        [[ $KEEP == 1 ]] || rm -rf "$RESULTS" "$LOGS"
+        rm -rf "$WORK"
+        say "PASS"
+    else
+        say "FAIL (rc=$rc); snakemake log: $WORK/run.log; SLURM logs: $STATE_DIR/log"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_start=$SECONDS
+"${SUDO[@]}" "$REPO/cluster/slurm_local_up.sh"
+
+SMK=(snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml
+     --config "results_dir=$RESULTS" "logs_dir=$LOGS")
+
+rm -rf "$RESULTS" "$LOGS"
+
+# ---- dry run: how many jobs each rule should submit ---------------------------------------
+"${SMK[@]}" --dry-run -- data >"$WORK/dryrun.log" 2>&1 \
+    || { cat "$WORK/dryrun.log" >&2; fail "dry run failed"; }
+
+# The rules declare mem_mb for the paper-scale data; on a runner with less memory than the
+# largest request sbatch would reject the job, so cap it there (the demo slices are tiny).
+# (--set-resources on the command line replaces the profile's set-resources: runtimes fall
+# back to the profile's default-resources.)
+node_mem=$(scontrol show node -o | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
+max_req=$(grep -o 'mem_mb=[0-9]*' "$WORK/dryrun.log" | cut -d= -f2 | sort -n | tail -n1)
+if [[ -n $node_mem && -n $max_req ]] && ((node_mem < max_req)); then
+    cap=$((node_mem / 2))
+    say "node has ${node_mem} MB < ${max_req} MB requested: capping mem_mb of ${JOB_RULES[*]} to ${cap} MB"
+    caps=()
+    for rule in "${JOB_RULES[@]}"; do caps+=("$rule:mem_mb=$cap"); done
+    SMK+=(--set-resources "${caps[@]}")     # one flag: a repeated flag keeps only the last
+fi
+declare -A planned
+for rule in "${JOB_RULES[@]}" "${LOCAL_RULES[@]}"; do
+    planned[$rule]=$(awk -v r="$rule" '$1 == r && $2 ~ /^[0-9]+$/ {print $2; exit}' "$WORK/dryrun.log")
+    planned[$rule]=${planned[$rule]:-0}
+done
+say "dry run plans: $(for r in "${JOB_RULES[@]}"; do printf '%s=%s ' "$r" "${planned[$r]}"; done)"
+for rule in "${JOB_RULES[@]}"; do
+    ((planned[$rule] > 0)) || fail "dry run plans no $rule job; nothing to test"
+done
+
+# ---- the real run, bounded: SIGINT lets Snakemake scancel its jobs, SIGKILL if it hangs -----
+say "running the demo data target through SLURM (timeout ${RUN_TIMEOUT_S}s)"
+t_run=$SECONDS
+set +e
+timeout -s INT -k 20 "$RUN_TIMEOUT_S" "${SMK[@]}" -- data >"$WORK/run.log" 2>&1
+rc=$?
+set -e
+run_s=$((SECONDS - t_run))
+if ((rc != 0)); then
+    tail -n 40 "$WORK/run.log" >&2
+    ((rc == 124 || rc == 137)) && fail "snakemake timed out after ${RUN_TIMEOUT_S}s"
+    fail "snakemake exited with $rc"
+fi
+say "snakemake finished in ${run_s}s"
+[[ -s $RESULTS/tables/table5_dataset_stats.csv ]] || fail "no $RESULTS/tables/table5_dataset_stats.csv"
+
+# ---- which jobs went through sbatch ---------------------------------------------------------
+run_id=$(sed -n 's/.*SLURM run ID: \([A-Za-z0-9_-]*\).*/\1/p' "$WORK/run.log" | head -n1)
+[[ -n $run_id ]] || fail "no 'SLURM run ID' in the snakemake log: did it use the slurm executor?"
+# "Job 4 has been submitted with SLURM jobid 1 (log: .../slurm_logs/rule_convert_dataset/lima/1.log)."
+sed -n 's/.*submitted with SLURM jobid \([0-9]*\) (log: .*\/rule_\([A-Za-z0-9_]*\)\/.*/\1 \2/p' \
+    "$WORK/run.log" >"$WORK/submitted.txt"
+
+# SLURM's own record of every job of this run: "<jobid> <state>"
+jobcomp="$STATE_DIR/log/jobcomp.txt"
+if [[ -s $jobcomp ]]; then
+    source_name="job-completion log $jobcomp"
+    for _ in $(seq 10); do          # the record is written when the job leaves the node
+        [[ $(grep -c "Name=$run_id " "$jobcomp" || true) -ge $(wc -l <"$WORK/submitted.txt") ]] && break
+        sleep 1
+    done
+    grep "Name=$run_id " "$jobcomp" \
+        | sed -n 's/^JobId=\([0-9]*\) .* JobState=\([A-Z_]*\) .*/\1 \2/p' >"$WORK/slurm_jobs.txt"
+elif sacct -n -X -j 1 >/dev/null 2>&1; then
+    source_name="sacct"
+    sacct -n -X -P --name "$run_id" --format=JobIdRaw,State -S now-1days \
+        | tr '|' ' ' | awk '{print $1, $2}' >"$WORK/slurm_jobs.txt"
+else
+    fail "neither $jobcomp nor a working sacct to check the jobs against"
+fi
+
+declare -A state
+while read -r id st; do state[$id]=$st; done <"$WORK/slurm_jobs.txt"
+ok=1
+for rule in "${JOB_RULES[@]}"; do
+    n_sub=$(awk -v r="$rule" '$2 == r' "$WORK/submitted.txt" | wc -l)
+    n_done=0
+    while read -r id r; do
+        [[ $r == "$rule" ]] || continue
+        if [[ ${state[$id]:-} == COMPLETED ]]; then
+            n_done=$((n_done + 1))
+        else
+            echo "  $rule: SLURM job $id state '${state[$id]:-absent}' in $source_name" >&2
+        fi
+    done <"$WORK/submitted.txt"
+    say "$rule: planned ${planned[$rule]}, submitted with sbatch $n_sub, COMPLETED in SLURM $n_done"
+    [[ $n_sub -eq ${planned[$rule]} && $n_done -eq ${planned[$rule]} ]] || ok=0
+done
+for rule in "${LOCAL_RULES[@]}"; do
+    if grep -q " $rule\$" "$WORK/submitted.txt"; then
+        echo "  localrule $rule was submitted to SLURM" >&2
+        ok=0
+    fi
+done
+n_slurm=$(wc -l <"$WORK/slurm_jobs.txt")
+n_expected=$(( $(printf '%s\n' "${JOB_RULES[@]}" | while read -r r; do echo "${planned[$r]}"; done | paste -sd+) ))
+say "SLURM recorded $n_slurm jobs named $run_id (expected $n_expected)"
+((n_slurm == n_expected)) || ok=0
+((ok)) || fail "job accounting does not match the plan"
+say "total ${SECONDS}s (snakemake ${run_s}s)"

@@ -24,12 +24,16 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     tokenizer=r"[A-Za-z0-9_.-]+",
     max_length=r"\d+",
+    model=r"[A-Za-z0-9_.-]+",
+    run=r"[A-Za-z0-9_.-]+__[A-Za-z0-9_]+__[A-Za-z0-9_.-]+__ep[0-9.p]+",
 
 
 include: "rules/data.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         rules.data.input,
+        rules.train.input,
     default_target: True

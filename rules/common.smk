@@ -77,3 +77,100 @@ def get_tokenizer_files(wildcards):
     """Local tokenizer files are inputs, so replacing one rebuilds the records."""
     path = Path(repo_path(get_tokenizer(wildcards)["path"]))
     return [str(path)] if path.is_file() else []
+
+
+# ---- training ---------------------------------------------------------------------------------
+RUNS = {run.run_id: run for run in wc.runs(CFG)}
+
+
+def run_of(wildcards):
+    if wildcards.run not in RUNS:
+        raise ValueError(f"unknown run '{wildcards.run}': not in the active run groups (use_run_groups)")
+    return RUNS[wildcards.run]
+
+
+def train_dir(run):
+    return f"{RESULTS}/train/{run.run_id}"
+
+
+def model_tokenizer(model):
+    return CFG["models"][model]["tokenizer"]
+
+
+def base_model_dir(model):
+    spec = CFG["models"][model]
+    return repo_path(spec["path"]) if "path" in spec else f"{RESULTS}/models/{model}"
+
+
+def base_model_config(model):
+    return f"{base_model_dir(model)}/config.json"
+
+
+def get_model_init_tokenizer(wildcards):
+    spec = CFG["models"][wildcards.model]
+    return [repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])] if "init" in spec else []
+
+
+def get_prepare_model_flags(wildcards):
+    spec = CFG["models"][wildcards.model]
+    if "init" in spec:
+        return ["--init", json.dumps(spec["init"]), "--tokenizer-model",
+                repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])]
+    return ["--hf-id", spec["hf_id"], "--revision", spec.get("revision", "main")]
+
+
+def train_resources(model):
+    defaults = {"gpu": 0, "cpus_per_task": 1, "mem_mb": 8000, "runtime": 60}
+    return {**defaults, **CFG["training"].get("resources", {}), **CFG["models"][model].get("train_resources", {})}
+
+
+def get_train_launcher(wildcards, resources):
+    """`python` on CPU or one GPU; `accelerate launch` over all GPUs of the job otherwise."""
+    gpus = int(resources.gpu)
+    if gpus <= 1:
+        return "python"
+    ds_config = repo_path(CFG["training"]["deepspeed_config"])
+    return (f"accelerate launch --num_machines 1 --num_processes {gpus} --mixed_precision "
+            f"{CFG['training']['precision']} --use_deepspeed --deepspeed_config_file {ds_config}")
+
+
+TRAIN_SETTING_KEYS = ("epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
+                      "adam_betas", "adam_epsilon", "max_grad_norm", "effective_batch_size", "packing",
+                      "token_budget", "per_device_batch_size", "loss_normalisation", "precision",
+                      "attn_implementation", "gradient_checkpointing", "seed", "checkpoint_every")
+
+
+def reference_path(model, dataset):
+    return f"{RESULTS}/kl_ref/{model}/{dataset}.npy"
+
+
+def get_train_inputs(wildcards):
+    run = run_of(wildcards)
+    inputs = {"record": record_path(model_tokenizer(run.model), run.dataset),
+              "model": base_model_config(run.model)}
+    if CFG["methods"][run.method].get("kl_lambda"):
+        inputs["reference"] = reference_path(run.model, run.dataset)
+    return inputs
+
+
+def get_train_settings(wildcards):
+    run = run_of(wildcards)
+    training = CFG["training"]
+    method = CFG["methods"][run.method]
+    settings = {key: training[key] for key in TRAIN_SETTING_KEYS if key in training}
+    settings.update(
+        epochs=run.epochs,
+        model_path=base_model_dir(run.model),
+        record_path=record_path(model_tokenizer(run.model), run.dataset),
+        output_dir=train_dir(run),
+        scratch_dir=f"{training.get('scratch_dir', 'scratch')}/train/{run.run_id}",
+        log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
+        labels=method["labels"],
+        prompt_weight=method.get("prompt_weight"),
+        neftune_alpha=method.get("neftune_alpha"),
+        kl_lambda=method.get("kl_lambda"),
+        reference_logprobs=reference_path(run.model, run.dataset) if method.get("kl_lambda") else None,
+        progress=True,
+        run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method},
+    )
+    return json.dumps(settings, sort_keys=True)

@@ -40,6 +40,7 @@ def main() -> None:
     record = build_role_record(examples, backend, args.max_length, metadata={
         "source": str(args.input), "tokenizer": spec.name, "tokenizer_backend": spec.backend,
         "tokenizer_path": spec.path, "tokenizer_revision": spec.revision,
+        "bos_id": backend.bos_id, "eos_id": backend.eos_id, "pad_id": backend.pad_id,
     })
     save_role_record(record, args.output)
     counts = np.bincount(record.roles, minlength=len(Role))

@@ -84,6 +84,7 @@ class SentencePieceBackend:
         # ``<pad>`` gets the next free id, as in the authors' resized vocabulary (32000).
         self.special_ids = {"<s>": self.bos_id, "</s>": self.eos_id,
                             "<unk>": self.sp.unk_id(), "<pad>": self.vocab_size}
+        self.pad_id = self.special_ids["<pad>"]
         self._split = re.compile("(" + "|".join(map(re.escape, self.special_tokens)) + ")")
         self._piece_bytes = self._piece_byte_lengths()
 
@@ -192,6 +193,8 @@ class HFBackend:
         self.bos_id = self.tok.bos_token_id
         self.eos_id = self.tok.eos_token_id
         self.eos_text = self.tok.eos_token
+        # models without a pad token get one appended to the vocabulary, as the authors did
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else len(self.tok)
 
     def encode_batch(self, texts: Sequence[str]) -> FlatEncoding:
         enc = self.tok(list(texts), add_special_tokens=True, return_offsets_mapping=True)

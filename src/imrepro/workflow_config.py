@@ -121,6 +121,9 @@ def check_references(config: dict) -> None:
     heldout = config.get("heldout_dataset")
     if heldout is not None and heldout not in datasets:
         raise ConfigError("heldout_dataset", f"unknown dataset '{heldout}'")
+    for j, name in enumerate(config.get("extra_datasets", [])):
+        if name not in datasets:
+            raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
     if config.get("offline"):
         for name in needed_sources(config):
             if "shipped" not in sources[name]:
@@ -176,11 +179,16 @@ def trained_datasets(config: dict) -> list[str]:
     return [d for d in config["datasets"] if d in names]
 
 
-def needed_datasets(config: dict) -> list[str]:
-    names = set(trained_datasets(config))
+def evaluated_datasets(config: dict) -> list[str]:
+    """Datasets built and tokenised besides the trained ones: held-out set and extras."""
+    names = list(config.get("extra_datasets", []))
     if config.get("heldout_dataset"):
-        names.add(config["heldout_dataset"])
-    return dataset_closure(config, names)
+        names.append(config["heldout_dataset"])
+    return names
+
+
+def needed_datasets(config: dict) -> list[str]:
+    return dataset_closure(config, set(trained_datasets(config)) | set(evaluated_datasets(config)))
 
 
 def needed_sources(config: dict) -> list[str]:
@@ -189,6 +197,10 @@ def needed_sources(config: dict) -> list[str]:
 
 
 def record_targets(config: dict) -> list[tuple[str, str]]:
-    """(tokenizer, dataset) pairs whose role records the training runs need."""
-    pairs = {(config["models"][run.model]["tokenizer"], run.dataset) for run in runs(config)}
+    """(tokenizer, dataset) pairs of role records: each run's, plus the held-out and extra
+    datasets for every tokenizer in use (loss analysis on them)."""
+    active = runs(config)
+    pairs = {(config["models"][run.model]["tokenizer"], run.dataset) for run in active}
+    tokenizers = {config["models"][run.model]["tokenizer"] for run in active}
+    pairs |= {(t, d) for t in tokenizers for d in evaluated_datasets(config)}
     return sorted(pairs)

@@ -1,0 +1,118 @@
+"""Weighted causal-LM loss, split into a per-micro-batch numerator and a per-step denominator.
+
+The optimizer step's loss is ``sum(numerators) / denominator``, the sum running over every
+micro-batch of the step on every rank. The trainer computes the denominator for the whole step
+before its first forward (and all-reduces it across ranks), then back-propagates
+``loss_numerator(...) / denominator`` for each micro-batch, so the accumulated gradient is
+independent of how the step's examples are split into micro-batches, packs or padded rows.
+
+Normalisations (docs/DESIGN.md "Training", paper_notes.md §6 "Loss reduction"):
+
+* ``sequence_mean`` - the authors' regime (batch size 1, Hugging Face mean over each example's
+  trained tokens, accumulated): every example weighs the same whatever its length.
+  Numerator = sum over examples of (sum_t w_t nll_t / sum_t w_t); denominator = number of
+  examples with sum w > 0.
+* ``token_global`` - Hugging Face Trainer style: every trained token weighs the same.
+  Numerator = sum_t w_t nll_t; denominator = sum of all weights in the step.
+
+Examples without a trained token (sum w == 0) add nothing to either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NORMALISATIONS = ("sequence_mean", "token_global")
+
+
+def _check(normalisation: str) -> None:
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown loss normalisation {normalisation!r} (expected one of {', '.join(NORMALISATIONS)})")
+
+
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Per-position NLL ``[..., T]`` in float32: ``nll[..., t] = -log p(input_ids[t] | < t)``, ``nll[..., 0] = 0``.
+
+    Cross-entropy runs on the unshifted logits against left-rolled targets, so the logits are
+    never sliced into a copy; the only large temporaries are the float32 upcast (none if the
+    logits are already float32) and what ``F.cross_entropy`` itself keeps. The last position's
+    prediction (of nothing) is computed and dropped.
+    """
+    if logits.shape[:-1] != input_ids.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
+    targets = input_ids.roll(-1, dims=-1)
+    flat = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none")
+    next_token_nll = flat.view(input_ids.shape)
+    return F.pad(next_token_nll[..., :-1], (1, 0))
+
+
+def _per_example_sums(values: torch.Tensor, example_index: torch.Tensor | None) -> torch.Tensor:
+    """Sum of ``values`` per example: per row when ``example_index`` is None, else by index."""
+    if example_index is None:
+        return values.flatten(1).sum(1)
+    index = example_index.reshape(-1).to(values.device)
+    n = int(index.max()) + 1 if index.numel() else 0
+    return values.new_zeros(n).index_add(0, index, values.reshape(-1))
+
+
+def loss_numerator(nll: torch.Tensor, weights: torch.Tensor, example_index: torch.Tensor | None = None,
+                   normalisation: str = "sequence_mean") -> torch.Tensor:
+    """This micro-batch's share of the step loss numerator (a differentiable scalar).
+
+    ``example_index`` gives the example of each position: a packed batch's ``[T]`` index, or a
+    padded batch's ``[B, L]`` row ids; None means each row of ``[B, L]`` is one example.
+    """
+    _check(normalisation)
+    weighted = weights.to(nll.dtype) * nll
+    if normalisation == "token_global":
+        return weighted.sum()
+    sums = _per_example_sums(weighted, example_index)
+    totals = _per_example_sums(weights.to(nll.dtype), example_index)
+    # Dividing by 1 where the total is 0 keeps the gradient finite; those sums are 0 anyway.
+    return (sums / torch.where(totals > 0, totals, torch.ones_like(totals))).sum()
+
+
+def step_denominator(example_weights: Iterable[np.ndarray | torch.Tensor], normalisation: str) -> float:
+    """Denominator of one optimizer step on this rank, from the weight arrays of all its examples.
+
+    Sum the result over ranks (all-reduce) before dividing.
+    """
+    _check(normalisation)
+    totals = [float(np.asarray(w, np.float64).sum()) for w in example_weights]
+    if normalisation == "token_global":
+        return float(sum(totals))
+    return float(sum(t > 0 for t in totals))
+
+
+class LossParts(NamedTuple):
+    """Detached 0-d float32 sums; iterate or ``torch.stack`` them in this order to all-reduce."""
+
+    prompt_nll: torch.Tensor
+    prompt_tokens: torch.Tensor
+    response_nll: torch.Tensor
+    response_tokens: torch.Tensor
+
+
+@torch.no_grad()
+def loss_parts(nll: torch.Tensor, weights: torch.Tensor, response: torch.Tensor) -> LossParts:
+    """Sums for logging the mean loss on prompt and on response tokens separately.
+
+    Only trained positions (w > 0) count, so under ``it`` the prompt count is 0; the NLL sums
+    are unweighted. Sum over micro-batches and ranks, then divide each ``*_nll`` by its
+    ``*_tokens``.
+    """
+    trained = weights > 0
+    is_response = trained & response
+    is_prompt = trained & ~response
+    nll = nll.detach().float()
+    return LossParts(
+        prompt_nll=(nll * is_prompt).sum(),
+        prompt_tokens=is_prompt.sum().float(),
+        response_nll=(nll * is_response).sum(),
+        response_tokens=is_response.sum().float(),
+    )

@@ -1,0 +1,43 @@
+"""Per-token log-probabilities of a role record under a model (no gradients).
+
+Used for the KL-regularised IT baseline (reference log-probs of the base model, computed once
+per (model, dataset) and reused by every KL run) and for loss analyses. The record is scored
+in padding-free packs, so the result is exact per example and independent of the pack size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from imrepro import packing
+from imrepro.loss import token_nll
+from imrepro.role_record import RoleRecord
+
+
+@torch.no_grad()
+def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementation: str,
+                   device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
+    """Flat float32 array aligned with ``record.input_ids``: ``log p(x_t | x_<t)``, 0 at each
+    example's first token."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    out = np.zeros(len(record.input_ids), dtype=np.float32)
+    lengths = record.lengths
+    packs = packing.plan_packs(lengths.tolist(), token_budget)
+    for pack in tqdm(packs, desc="score", unit="pack", disable=not progress, mininterval=1.0):
+        examples = []
+        for i in pack:
+            ids, _ = record.example(i)
+            examples.append(packing.Example(ids.astype(np.int64), np.zeros(len(ids), np.float32),
+                                            np.zeros(len(ids), bool)))
+        batch = packing.collate_packed(examples).to(device)
+        logits = model(**packing.model_inputs(batch, attn_implementation, dtype=dtype)).logits
+        logp = (-token_nll(logits, batch.input_ids))[0].float().cpu().numpy()
+        start = 0
+        for i, n in zip(pack, batch.seq_lens, strict=True):
+            out[record.offsets[i] : record.offsets[i] + n] = logp[start : start + n]
+            out[record.offsets[i]] = 0.0
+            start += n
+    return out

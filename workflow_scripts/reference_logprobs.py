@@ -1,0 +1,47 @@
+"""Log-probabilities of every token of a role record under a (base) model, for KL-regularised IT.
+
+    python workflow_scripts/reference_logprobs.py --model results/models/demo_llama \
+        --record results/data/records/llama2_ml256/lima_head64.parquet \
+        --output results/kl_ref/demo_llama/lima_head64.npy
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import _bootstrap
+from imrepro.atomic import atomic_path
+from imrepro.role_record import load_role_record
+from imrepro.scoring import token_logprobs
+from imrepro.trainer import _attn_implementation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--record", required=True, type=Path)
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--token-budget", type=int, default=8192)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    args = parser.parse_args()
+
+    from transformers import AutoModelForCausalLM
+
+    if not (args.model / "config.json").is_file():
+        raise FileNotFoundError(f"{args.model}: not a model directory (no config.json)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if args.precision == "bf16" and device == "cuda" else torch.float32
+    attn = _attn_implementation("auto")
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation=attn).to(device)
+    record = load_role_record(args.record)
+    logp = token_logprobs(model, record, args.token_budget, attn, device)
+    with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, logp)
+    logging.getLogger("reference_logprobs").info("%d tokens, mean log-prob %.4f", len(logp), logp.mean())
+
+
+if __name__ == "__main__":
+    _bootstrap.run_main(main)

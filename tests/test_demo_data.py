@@ -32,10 +32,10 @@ def test_table5_of_the_demo_equals_the_paper(demo_dir):
 
 
 def test_role_records_cover_every_trained_dataset(demo_dir):
-    records = sorted((demo_dir / "results" / "data" / "records" / "llama2_ml512").glob("*.parquet"))
-    assert {p.stem for p in records} >= set(SHIPPED) | {"alpagasus_dolly_3k_ratio2", "alpagasus_dolly_3k_n600"}
-    lima = load_role_record(demo_dir / "results/data/records/llama2_ml512/lima.parquet")
-    assert len(lima) == 1030 and lima.lengths.max() == 512
+    records = sorted((demo_dir / "results" / "data" / "records" / "llama2_ml256").glob("*.parquet"))
+    assert {p.stem for p in records} >= set(SHIPPED) | {"alpagasus_dolly_3k_ratio2", "alpagasus_dolly_3k_n64"}
+    lima = load_role_record(demo_dir / "results/data/records/llama2_ml256/lima.parquet")
+    assert len(lima) == 1030 and lima.lengths.max() == 256
     assert lima.metadata["tokenizer_backend"] == "sentencepiece"
     assert (lima.roles == Role.ASSISTANT_CONTENT).mean() > 0.5
 

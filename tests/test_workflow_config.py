@@ -97,7 +97,21 @@ def test_full_paper_config_dry_run(tmp_path):
     assert jobs["download_source"] == 12
     assert jobs["convert_dataset"] == jobs["dataset_stats"] == 34
     assert jobs["table5"] == 1
-    assert jobs["role_record"] == 41  # 34 datasets x llama2 tokenizer + 7 x opt (Fig. 5)
+    # 34 datasets x llama2 tokenizer + 7 x opt (Fig. 5) + the held-out set for opt
+    assert jobs["role_record"] == 42
+
+
+def test_full_paper_config_train_dry_run(tmp_path):
+    """Every run of the paper's grid is planned once, with GPU resources declared."""
+    result = invoke(tmp_path, "-n", "train")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    config = wc.prepare(yaml.safe_load((REPO / "config.yaml").read_text()))
+    assert counts["train_model"] == len(wc.runs(config))
+    assert counts["prepare_model"] == 3
+    assert counts["reference_logprobs"] == 2  # KL runs: LIMA and Dolly 9k share one reference each
+    assert "gpu=4" in result.stdout and "tasks_per_gpu=0" in result.stdout
 
 
 def test_demo_dry_run_is_offline_and_small(tmp_path):

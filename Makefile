@@ -37,8 +37,10 @@ slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works
 		echo "$(HOME)/.config/snakemake/slurm exists and is not a link; move it away first"; exit 1; fi
 	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
 
-slurm-test: install  ## profiles/slurm against a real single-node SLURM on this machine (root, ~2 min)
-	timeout -k 10 -s KILL 330 cluster/test_slurm_demo.sh
+# demo data + one training run through sbatch, then a time-limited training job that is retried
+# and resumes from its checkpoint
+slurm-test: install  ## profiles/slurm against a real single-node SLURM on this machine (root, ~6-8 min)
+	timeout -k 10 -s KILL 720 cluster/test_slurm_demo.sh
 
 clean:
 	rm -rf results logs .snakemake

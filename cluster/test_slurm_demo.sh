@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # End-to-end test of profiles/slurm against a real single-node SLURM on this machine:
 #   1. cluster/slurm_local_up.sh (installs slurm + munge if missing, starts the daemons)
-#   2. snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml data
-#      into results_slurm/ and logs_slurm/ (the demo's results/ and logs/ are not touched)
-#   3. checks that every convert_dataset and role_record job went through sbatch and COMPLETED
-#      (job-completion log of the local cluster, or sacct where accounting exists), as many as
-#      the dry run planned, and that the localrules did not
-#   4. always stops the daemons (trap), also on failure or timeout.
-# Needs root (or sudo) for the up/down scripts. Run from anywhere; ~2-3 minutes on 2 cores.
+#   2. snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml
+#      data results_slurm/train/demo_llama__lima_head64__it__ep2
+#      into results_slurm/ and logs_slurm/ (the demo's results/ and logs/ are not touched;
+#      training checkpoints go to results_slurm/scratch, not to scratch/)
+#   3. checks that every convert_dataset, role_record and train_model job went through sbatch and
+#      COMPLETED (job-completion log of the local cluster, or sacct where accounting exists), as
+#      many as the dry run planned, that the localrules did not, and that the model dir is complete
+#   4. cluster/test_slurm_preemption.sh on the same cluster and outputs: a training job killed by
+#      its time limit (TIMEOUT), retried by Snakemake, resumed from its checkpoint
+#      (IMREPRO_SLURM_TEST_PREEMPTION=0 skips it)
+#   5. always stops the daemons (trap), also on failure or timeout.
+# Needs root (or sudo) for the up/down scripts. Run from anywhere. On 2 cores: steps 1-3 ~3-4
+# min, step 4 ~3-4.5 min. Every wait is bounded so that the script, cleanup included, ends within
+# IMREPRO_SLURM_TEST_BUDGET_S seconds (default 690; 300 with IMREPRO_SLURM_TEST_PREEMPTION=0): run
+# it under an outer `timeout -k 10 -s KILL` of at least budget + 30 (720; 330), because the outer
+# SIGKILL skips the trap and would leave the daemons running.
 #   cluster/test_slurm_demo.sh
 #   IMREPRO_SLURM_TEST_KEEP=1 cluster/test_slurm_demo.sh   # keep outputs and leave SLURM running
 set -euo pipefail
@@ -17,12 +26,19 @@ cd "$REPO"
 export PATH="$REPO/.venv/bin:$PATH"          # rules call `python`; jobs inherit PATH (--export=ALL)
 unset SLURM_CONF                             # the cluster is configured at /etc/slurm/slurm.conf
 STATE_DIR=${SLURM_LOCAL_DIR:-/tmp/imrepro-slurm}
-RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-240}
+RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-300}
 KEEP=${IMREPRO_SLURM_TEST_KEEP:-0}
+PREEMPTION=${IMREPRO_SLURM_TEST_PREEMPTION:-1}
+PREEMPTION_MIN_S=280        # least time to leave for test_slurm_preemption.sh (it needs ~190-260)
+if [[ $PREEMPTION == 1 ]]; then BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-690}
+else BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-300}; fi
+DEADLINE=$(($(date +%s) + BUDGET_S))   # the script ends by then; 25 s of it are kept for cleanup
+export SLURM_LOCAL_KILL_WAIT=${SLURM_LOCAL_KILL_WAIT:-5}   # a timed-out job is SIGKILLed 5 s after SIGTERM
 RESULTS=results_slurm
 LOGS=logs_slurm
-JOB_RULES=(convert_dataset role_record)      # rules that must run as SLURM jobs
-LOCAL_RULES=(download_source dataset_stats table5 data)
+TRAIN_RUN=demo_llama__lima_head64__it__ep2   # one demo training run (cheapest: 8 optimizer steps)
+JOB_RULES=(convert_dataset role_record train_model)   # rules that must run as SLURM jobs
+LOCAL_RULES=(download_source dataset_stats table5 data prepare_model)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
 
 say() { echo "[test_slurm_demo] $*"; }
@@ -31,7 +47,7 @@ fail() { echo "[test_slurm_demo] FAIL: $*" >&2; exit 1; }
 SUDO=()
 if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null || fail "needs root or sudo to start SLURM"
-    SUDO=(sudo --preserve-env=SLURM_LOCAL_DIR,SLURM_LOCAL_WAIT_S)
+    SUDO=(sudo --preserve-env=SLURM_LOCAL_DIR,SLURM_LOCAL_WAIT_S,SLURM_LOCAL_KILL_WAIT)
 fi
 command -v snakemake >/dev/null || fail "no snakemake on PATH (make install)"
 
@@ -57,26 +73,49 @@ trap 'exit 130' INT TERM
 t_start=$SECONDS
 "${SUDO[@]}" "$REPO/cluster/slurm_local_up.sh"
 
-SMK=(snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml
+# Checkpoints of the test's training runs live under $RESULTS (removed with it), never in the
+# scratch/ of a demo or a developer's run that may be going on in this checkout.
+cat >"$WORK/slurm_test.yaml" <<EOF
+training:
+  scratch_dir: $RESULTS/scratch
+EOF
+# --nolock: the outputs are this test's own directories (emptied first); a Snakemake killed at the
+# timeout would otherwise leave a lock in .snakemake/locks that fails the next run.
+SMK=(snakemake --profile profiles/slurm --nolock
+     --configfile profiles/demo/demo_config.yaml "$WORK/slurm_test.yaml"
      --config "results_dir=$RESULTS" "logs_dir=$LOGS")
+TARGETS=(data "$RESULTS/train/$TRAIN_RUN")
 
 rm -rf "$RESULTS" "$LOGS"
 
 # ---- dry run: how many jobs each rule should submit ---------------------------------------
-"${SMK[@]}" --dry-run -- data >"$WORK/dryrun.log" 2>&1 \
+"${SMK[@]}" --dry-run -- "${TARGETS[@]}" >"$WORK/dryrun.log" 2>&1 \
     || { cat "$WORK/dryrun.log" >&2; fail "dry run failed"; }
 
-# The rules declare mem_mb for the paper-scale data; on a runner with less memory than the
-# largest request sbatch would reject the job, so cap it there (the demo slices are tiny).
+# The rules declare threads and mem_mb for the paper-scale data. On a runner with less memory than
+# the largest request sbatch would reject the job, so cap it there (the demo slices are tiny).
+# And a demo-sized role_record job (declared: 2 threads, 16 GB) is mostly Snakemake start-up: on a
+# node where two of them do not fit side by side, give each 1 CPU and half the node's memory, so
+# that they run in pairs (~45 s less on 2 cores; IMREPRO_SLURM_TEST_AS_DECLARED=1: as declared).
 # (--set-resources on the command line replaces the profile's set-resources: runtimes fall
 # back to the profile's default-resources.)
 node_mem=$(scontrol show node -o | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
+node_cpus=$(scontrol show node -o | sed -n 's/.*CPUTot=\([0-9]*\).*/\1/p' | head -n1)
 max_req=$(grep -o 'mem_mb=[0-9]*' "$WORK/dryrun.log" | cut -d= -f2 | sort -n | tail -n1)
+declare -A mem_cap=()
 if [[ -n $node_mem && -n $max_req ]] && ((node_mem < max_req)); then
-    cap=$((node_mem / 2))
-    say "node has ${node_mem} MB < ${max_req} MB requested: capping mem_mb of ${JOB_RULES[*]} to ${cap} MB"
+    say "node has ${node_mem} MB < ${max_req} MB requested: capping mem_mb of ${JOB_RULES[*]} to $((node_mem / 2)) MB"
+    for rule in "${JOB_RULES[@]}"; do mem_cap[$rule]=$((node_mem / 2)); done
+fi
+if [[ ${IMREPRO_SLURM_TEST_AS_DECLARED:-0} != 1 && -n $node_mem && -n $node_cpus ]] \
+    && ((node_cpus < 4 || node_mem < 2 * 16000)); then
+    say "small node (${node_cpus} CPUs, ${node_mem} MB): role_record jobs get 1 CPU and $((node_mem / 2)) MB each"
+    mem_cap[role_record]=$((node_mem / 2))
+    SMK+=(--set-threads "role_record=1")
+fi
+if ((${#mem_cap[@]})); then
     caps=()
-    for rule in "${JOB_RULES[@]}"; do caps+=("$rule:mem_mb=$cap"); done
+    for rule in "${!mem_cap[@]}"; do caps+=("$rule:mem_mb=${mem_cap[$rule]}"); done
     SMK+=(--set-resources "${caps[@]}")     # one flag: a repeated flag keeps only the last
 fi
 declare -A planned
@@ -90,10 +129,15 @@ for rule in "${JOB_RULES[@]}"; do
 done
 
 # ---- the real run, bounded: SIGINT lets Snakemake scancel its jobs, SIGKILL if it hangs -----
-say "running the demo data target through SLURM (timeout ${RUN_TIMEOUT_S}s)"
+# bounded by the budget: leave room for cleanup (25 s), timeout's -k (20 s), the preemption test
+reserve=$((25 + 20 + (PREEMPTION == 1 ? PREEMPTION_MIN_S : 0)))
+left=$((DEADLINE - $(date +%s) - reserve))
+((left >= 120)) || fail "time budget too small: ${left}s left for the demo run (IMREPRO_SLURM_TEST_BUDGET_S=$BUDGET_S)"
+((RUN_TIMEOUT_S <= left)) || RUN_TIMEOUT_S=$left
+say "running the demo data target and $TRAIN_RUN through SLURM (timeout ${RUN_TIMEOUT_S}s)"
 t_run=$SECONDS
 set +e
-timeout -s INT -k 20 "$RUN_TIMEOUT_S" "${SMK[@]}" -- data >"$WORK/run.log" 2>&1
+timeout -s INT -k 20 "$RUN_TIMEOUT_S" "${SMK[@]}" -- "${TARGETS[@]}" >"$WORK/run.log" 2>&1
 rc=$?
 set -e
 run_s=$((SECONDS - t_run))
@@ -104,6 +148,19 @@ if ((rc != 0)); then
 fi
 say "snakemake finished in ${run_s}s"
 [[ -s $RESULTS/tables/table5_dataset_stats.csv ]] || fail "no $RESULTS/tables/table5_dataset_stats.csv"
+model_dir=$RESULTS/train/$TRAIN_RUN
+for f in config.json model.safetensors train_summary.json; do
+    [[ -s $model_dir/$f ]] || fail "no $model_dir/$f"
+done
+python - "$model_dir/train_summary.json" <<'EOF' || fail "$model_dir/train_summary.json is not a finished run"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["optimizer_steps"] > 0 and len(s["history"]) == s["optimizer_steps"], s["optimizer_steps"]
+assert s["resumed_from_step"] == 0, s["resumed_from_step"]
+print(f"[test_slurm_demo] {s['run_id']}: {s['optimizer_steps']} steps in {s['wall_seconds']:.0f}s, "
+      f"final loss {s['final_loss']:.3f}")
+EOF
+[[ ! -e $RESULTS/scratch/train/$TRAIN_RUN ]] || fail "scratch checkpoints of $TRAIN_RUN left behind"
 
 # ---- which jobs went through sbatch ---------------------------------------------------------
 run_id=$(sed -n 's/.*SLURM run ID: \([A-Za-z0-9_-]*\).*/\1/p' "$WORK/run.log" | head -n1)
@@ -158,4 +215,12 @@ n_expected=$(( $(printf '%s\n' "${JOB_RULES[@]}" | while read -r r; do echo "${p
 say "SLURM recorded $n_slurm jobs named $run_id (expected $n_expected)"
 ((n_slurm == n_expected)) || ok=0
 ((ok)) || fail "job accounting does not match the plan"
-say "total ${SECONDS}s (snakemake ${run_s}s)"
+say "demo through SLURM: $((SECONDS - t_start))s (snakemake ${run_s}s)"
+
+# ---- time limit, retry, resume: on the same cluster, reusing these outputs --------------------
+if [[ $PREEMPTION == 1 ]]; then
+    IMREPRO_SLURM_TEST_NESTED=1 IMREPRO_SLURM_TEST_RESULTS=$RESULTS IMREPRO_SLURM_TEST_LOGS=$LOGS \
+        IMREPRO_SLURM_TEST_DEADLINE=$((DEADLINE - 25)) \
+        "$REPO/cluster/test_slurm_preemption.sh" || fail "cluster/test_slurm_preemption.sh failed"
+fi
+say "total $((SECONDS - t_start))s"

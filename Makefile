@@ -28,8 +28,9 @@ lint: install  ## ruff + snakemake --lint
 	ruff check src tests workflow_scripts benchmarks
 	snakemake --lint
 
-bench: install  ## data-stage benchmark (role records vs a plain tokenizer call)
+bench: install  ## benchmarks: role records vs a plain tokenizer call; packed trainer vs batch size 1
 	python benchmarks/bench_role_record.py
+	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048
 
 slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works from anywhere
 	mkdir -p $(HOME)/.config/snakemake

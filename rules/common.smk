@@ -1,5 +1,6 @@
 # Helpers shared by the stage files: the checked config and the path of every output kind.
 # Only functions and constants live here.
+import hashlib
 import json
 import sys
 from pathlib import Path, PurePosixPath
@@ -125,13 +126,18 @@ def train_resources(model):
 
 
 def get_train_launcher(wildcards, resources):
-    """`python` on CPU or one GPU; `accelerate launch` over all GPUs of the job otherwise."""
+    """`python` on CPU or one GPU; `accelerate launch` with DeepSpeed over all GPUs of the job,
+    or on one GPU when the model names its own DeepSpeed config (e.g. ZeRO-3 + CPU offload)."""
+    run = run_of(wildcards)
     gpus = int(resources.gpu)
-    if gpus <= 1:
+    model_ds = CFG["models"][run.model].get("deepspeed_config")
+    if gpus <= 1 and not model_ds:
         return "python"
-    ds_config = repo_path(CFG["training"]["deepspeed_config"])
-    return (f"accelerate launch --num_machines 1 --num_processes {gpus} --mixed_precision "
-            f"{CFG['training']['precision']} --use_deepspeed --deepspeed_config_file {ds_config}")
+    ds_config = repo_path(model_ds or CFG["training"]["deepspeed_config"])
+    precision = {"fp32": "no"}.get(CFG["training"]["precision"], CFG["training"]["precision"])
+    port = 29500 + int(hashlib.sha1(run.run_id.encode()).hexdigest(), 16) % 2000  # jobs sharing a node
+    return (f"accelerate launch --num_machines 1 --num_processes {max(gpus, 1)} --mixed_precision {precision} "
+            f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
 
 
 TRAIN_SETTING_KEYS = ("epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",

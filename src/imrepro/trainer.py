@@ -133,7 +133,8 @@ def load_model(settings: TrainSettings, pad_id: int):
         raise FileNotFoundError(f"{settings.model_path}: not a model directory (no config.json)")
     attn = _attn_implementation(settings.attn_implementation)
     model = AutoModelForCausalLM.from_pretrained(settings.model_path, dtype=torch.float32, attn_implementation=attn)
-    if model.get_input_embeddings().weight.shape[0] <= pad_id:  # the authors add <pad> and resize
+    # num_embeddings, not weight.shape: under ZeRO-3 the weight is partitioned at load (shape 0)
+    if model.get_input_embeddings().num_embeddings <= pad_id:  # the authors add <pad> and resize
         model.resize_token_embeddings(pad_id + 1)
     model.config.pad_token_id = pad_id
     if settings.gradient_checkpointing:
@@ -155,6 +156,7 @@ def _save_checkpoint(accelerator, scratch: Path, step: int, state: dict) -> None
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank writes its RNG state (and ZeRO shards) before the rename
     if accelerator.is_main_process:
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
         os.replace(tmp, final)
@@ -162,6 +164,31 @@ def _save_checkpoint(accelerator, scratch: Path, step: int, state: dict) -> None
             if old != final and int(old.name.split("-")[1]) < step:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _configure_deepspeed(config: dict, settings: TrainSettings, world: int) -> None:
+    """Fill the DeepSpeed config's "auto" batch and clipping entries (in place). The loop plans
+    its micro-batches itself and marks the last one of each optimizer step as the accumulation
+    boundary, so DeepSpeed's gradient_accumulation_steps must be 1 and its batch sizes are nominal
+    (they only feed DeepSpeed's sample counters)."""
+    if "scheduler" in config:
+        raise ValueError("the DeepSpeed config has a 'scheduler' section: remove it, the lr schedule comes from "
+                         "the training settings (lr_scheduler, warmup_ratio)")
+    values = {"gradient_accumulation_steps": 1, "train_micro_batch_size_per_gpu": 1, "train_batch_size": world,
+              "gradient_clipping": float(settings.max_grad_norm or 0.0)}
+    if "optimizer" in config:  # DeepSpeed's own optimizer: same hyper-parameters as torch AdamW would get
+        values.update({"optimizer.params.betas": list(settings.adam_betas),
+                       "optimizer.params.eps": settings.adam_epsilon})
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if node.get(leaf, "auto") == "auto":
+            node[leaf] = value
+        elif node[leaf] != value:
+            raise ValueError(f"DeepSpeed config sets {key}={node[leaf]!r}, the training settings need {value!r} "
+                             f"(write \"auto\" to fill it from the settings)")
 
 
 def _deepspeed_bf16(accelerator) -> bool:
@@ -178,20 +205,29 @@ def _collate(examples: list[packing.Example], settings: TrainSettings, pad_id: i
 
 def train(settings: TrainSettings) -> dict:
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs, set_seed
     from tqdm import tqdm
     from transformers import get_scheduler
 
     if settings.loss_normalisation not in loss_lib.NORMALISATIONS:
         raise ValueError(f"unknown loss normalisation {settings.loss_normalisation!r}")
     mixed = settings.precision if torch.cuda.is_available() and settings.precision != "fp32" else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
+    handlers = []
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true" and not torch.cuda.is_available():
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))  # else accelerate counts one rank on CPU
+    # The loop steps the scheduler once per optimizer step on every rank; accelerate's default
+    # (step_scheduler_with_optimizer) would step it num_processes times, for rank-sharded dataloaders.
+    accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False, kwargs_handlers=handlers)
+    if accelerator.state.deepspeed_plugin is not None:
+        _configure_deepspeed(accelerator.state.deepspeed_plugin.deepspeed_config, settings, accelerator.num_processes)
     set_seed(settings.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
 
     record = load_role_record(settings.record_path)
     pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
     reference = None
+    if settings.reference_logprobs and not settings.kl_lambda:
+        raise ValueError("reference_logprobs is set but kl_lambda is not: set both for KL-regularised IT, or neither")
     if settings.kl_lambda:
         if not settings.reference_logprobs:
             raise ValueError("kl_lambda needs reference_logprobs (built by the reference_logprobs rule)")
@@ -206,14 +242,27 @@ def train(settings: TrainSettings) -> dict:
              settings.labels)
 
     model, attn = load_model(settings, pad_id)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.learning_rate, betas=tuple(settings.adam_betas), eps=settings.adam_epsilon)
-    scheduler = get_scheduler(settings.lr_scheduler, optimizer,
-                              num_warmup_steps=int(len(steps) * settings.warmup_ratio),
-                              num_training_steps=len(steps))
+    # No weight decay on biases and norms (as open-instruct). By name, not p.ndim: ZeRO-3 partitions
+    # parameters at load, leaving every local shape 1-D.
+    def decays(name: str) -> bool:
+        return not (name.endswith("bias") or "norm" in name)
+
+    decay = [p for n, p in model.named_parameters() if decays(n)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n)]
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    warmup = int(len(steps) * settings.warmup_ratio)
+
+    def make_scheduler(opt):
+        return get_scheduler(settings.lr_scheduler, opt, num_warmup_steps=warmup, num_training_steps=len(steps))
+
+    ds_config = accelerator.state.deepspeed_plugin.deepspeed_config if accelerator.state.deepspeed_plugin else {}
+    if "optimizer" in ds_config:  # DeepSpeed builds its optimizer from its config, and then owns our scheduler
+        optimizer = DummyOptim(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        scheduler = DummyScheduler(optimizer, lr_scheduler_callable=make_scheduler)
+    else:  # also with optimizer offload: accelerate swaps this for DeepSpeed's CPU Adam, same param groups
+        optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, betas=tuple(settings.adam_betas),
+                                      eps=settings.adam_epsilon)
+        scheduler = make_scheduler(optimizer)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     noise = NEFTune(accelerator.unwrap_model(model), settings.neftune_alpha) if settings.neftune_alpha else None
     hidden_size = accelerator.unwrap_model(model).config.hidden_size
@@ -246,6 +295,7 @@ def train(settings: TrainSettings) -> dict:
                                   settings.token_budget, settings.per_device_batch_size) for r in range(world)]
         mine = equalise(per_rank)[rank]
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step_index)
+        lr = scheduler.get_last_lr()[0]  # the rate this step uses
         t0 = time.perf_counter()
         sums = torch.zeros(5, dtype=torch.float64)  # loss, prompt nll, prompt n, response nll, response n
         tokens = 0
@@ -278,9 +328,10 @@ def train(settings: TrainSettings) -> dict:
                 parts = loss_lib.loss_parts(nll.detach(), weights, batch.response)
                 sums += torch.tensor([numerator.item() / denominator, *parts], dtype=torch.float64)
                 tokens += int(batch.n_tokens)
-        lr = scheduler.get_last_lr()[0]  # the rate this step uses
         grad_norm = None
         if settings.max_grad_norm:
+            # under DeepSpeed the engine has clipped and stepped in the last backward (config
+            # gradient_clipping); this returns the norm it measured before clipping
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -326,7 +377,7 @@ def train(settings: TrainSettings) -> dict:
         "world_size": world,
         "attn_implementation": attn,
         "final_loss": history[-1]["loss"] if history else None,
-        "mean_tokens_per_s": float(np.mean([h["tokens_per_s"] for h in history[start_step:]])) if history else None,
+        "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
         "wall_seconds": wall,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("run_info",)},
         "history": history,
@@ -335,6 +386,12 @@ def train(settings: TrainSettings) -> dict:
     if writer:
         writer.close()
     return summary
+
+
+def _tokens_per_second(history: list[dict]) -> float | None:
+    """Total tokens over total step time (not a mean of per-step rates)."""
+    seconds = sum(h["tokens"] / h["tokens_per_s"] for h in history if h["tokens_per_s"])
+    return sum(h["tokens"] for h in history) / seconds if seconds else None
 
 
 def _save_final(accelerator, model, settings: TrainSettings, record: RoleRecord, summary: dict) -> None:

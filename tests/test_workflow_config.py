@@ -118,3 +118,11 @@ def test_demo_dry_run_is_offline_and_small(tmp_path):
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "demo"), "-n")
     assert result.returncode == 0, result.stdout
     assert "huggingface.co" not in result.stdout
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    """The cluster profile parses and plans the paper's grid without a cluster (sbatch is only
+    called for real runs); cluster/test_slurm_demo.sh runs it against a real SLURM."""
+    result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "-n", "train")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_model" in result.stdout

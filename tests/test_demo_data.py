@@ -46,17 +46,21 @@ def test_second_run_has_nothing_to_do(demo_dir):
     assert "Nothing to be done" in result.stdout
 
 
+def build_lima_from(workdir, source_override: dict):
+    """Build the demo's canonical LIMA in ``workdir`` with the ``im_lima`` source overridden."""
+    overlay = workdir / "overlay.yaml"
+    overlay.write_text(json.dumps({"sources": {"im_lima": source_override}}))
+    return snakemake("results/data/canonical/lima.jsonl", "--profile", DEMO, "--directory", str(workdir),
+                     "--configfile", str(REPO / "profiles/demo/demo_config.yaml"), str(overlay))
+
+
 def test_corrupt_source_fails_cleanly(tmp_path):
     """A shipped file whose bytes changed fails its checksum; nothing downstream is written."""
     corrupt = tmp_path / "lima_data.jsonl"
     shutil.copy(SHIPPED["lima"], corrupt)
     with open(corrupt, "a") as handle:
         handle.write('{"messages": [{"role": "user", "content": "tampered"}]}\n')
-    overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(json.dumps({"sources": {"im_lima": {"shipped": str(corrupt)}}}))
-    result = snakemake("results/data/canonical/lima.jsonl", "--profile", DEMO, "--directory",
-                       str(tmp_path), "--configfile", str(REPO / "profiles/demo/demo_config.yaml"),
-                       str(overlay))
+    result = build_lima_from(tmp_path, {"shipped": str(corrupt)})
     assert result.returncode != 0
     log = (tmp_path / "logs/data/download_source/im_lima/lima_data.jsonl.log").read_text()
     assert "sha256 mismatch: expected c15ce7ca" in log
@@ -71,11 +75,7 @@ def test_invalid_line_names_file_line_field_and_writes_nothing(tmp_path):
     lines[41] = lines[41].replace('"role": "assistant"', '"role": "bot"', 1)
     bad.write_text("\n".join(lines) + "\n")
     from imrepro.download import sha256_file
-    overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(json.dumps({"sources": {"im_lima": {"shipped": str(bad), "sha256": sha256_file(bad)}}}))
-    result = snakemake("results/data/canonical/lima.jsonl", "--profile", DEMO, "--directory",
-                       str(tmp_path), "--configfile", str(REPO / "profiles/demo/demo_config.yaml"),
-                       str(overlay))
+    result = build_lima_from(tmp_path, {"shipped": str(bad), "sha256": sha256_file(bad)})
     assert result.returncode != 0
     log = (tmp_path / "logs/data/convert_dataset/lima.log").read_text()
     assert "lima_data.jsonl:42: field 'messages[1].role': 'bot' is not one of" in log

@@ -70,10 +70,15 @@ def invoke(tmp_path: Path, *args: str):
     return snakemake("--directory", str(tmp_path), "--nolock", *args)
 
 
+def dry_run_with(tmp_path: Path, overlay_yaml: str):
+    """Dry-run the data target with ``overlay_yaml`` merged over config.yaml."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(overlay_yaml)
+    return invoke(tmp_path, "--configfile", str(overlay), "-n", "data")
+
+
 def test_schema_error_stops_before_any_job(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("training:\n  learning_rate: fast\n")
-    result = invoke(tmp_path, "--configfile", str(bad), "-n", "data")
+    result = dry_run_with(tmp_path, "training:\n  learning_rate: fast\n")
     assert result.returncode != 0
     assert "'fast' is not of type 'number'" in result.stdout
     assert "learning_rate" in result.stdout
@@ -81,9 +86,7 @@ def test_schema_error_stops_before_any_job(tmp_path):
 
 
 def test_reference_error_through_snakemake(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("use_run_groups: [table1, nope]\n")
-    result = invoke(tmp_path, "--configfile", str(bad), "-n", "data")
+    result = dry_run_with(tmp_path, "use_run_groups: [table1, nope]\n")
     assert result.returncode != 0
     assert "config key 'use_run_groups[1]': unknown run group 'nope'" in result.stdout
 

@@ -16,7 +16,7 @@ import _bootstrap
 from imrepro.atomic import atomic_path
 from imrepro.role_record import load_role_record
 from imrepro.scoring import token_logprobs
-from imrepro.trainer import _attn_implementation
+from imrepro.trainer import resolve_attn_implementation
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         raise FileNotFoundError(f"{args.model}: not a model directory (no config.json)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if args.precision == "bf16" and device == "cuda" else torch.float32
-    attn = _attn_implementation("auto")
+    attn = resolve_attn_implementation("auto")
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation=attn).to(device)
     record = load_role_record(args.record)
     logp = token_logprobs(model, record, args.token_budget, attn, device)

@@ -116,7 +116,7 @@ def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tens
     return out
 
 
-def _attn_implementation(requested: str) -> str:
+def resolve_attn_implementation(requested: str) -> str:
     if requested != "auto":
         return requested
     if torch.cuda.is_available():
@@ -131,7 +131,7 @@ def load_model(settings: TrainSettings, pad_id: int):
 
     if not (Path(settings.model_path) / "config.json").is_file():
         raise FileNotFoundError(f"{settings.model_path}: not a model directory (no config.json)")
-    attn = _attn_implementation(settings.attn_implementation)
+    attn = resolve_attn_implementation(settings.attn_implementation)
     model = AutoModelForCausalLM.from_pretrained(settings.model_path, dtype=torch.float32, attn_implementation=attn)
     # num_embeddings, not weight.shape: under ZeRO-3 the weight is partitioned at load (shape 0)
     if model.get_input_embeddings().num_embeddings <= pad_id:  # the authors add <pad> and resize

@@ -25,7 +25,7 @@ test: lint  ## lint, then run the test suite
 	pytest -q
 
 lint: install  ## ruff + snakemake --lint
-	ruff check src tests workflow_scripts benchmarks
+	ruff check src tests workflow_scripts benchmarks resources/eval/lm_eval/build_local_tasks.py
 	snakemake --lint
 
 bench: install  ## benchmarks: role records vs a plain tokenizer call; packed trainer vs batch size 1
@@ -40,8 +40,8 @@ slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works
 
 # demo data + one training run through sbatch, then a time-limited training job that is retried
 # and resumes from its checkpoint
-slurm-test: install  ## profiles/slurm against a real single-node SLURM on this machine (root, ~6-8 min)
-	timeout -k 10 -s KILL 720 cluster/test_slurm_demo.sh
+slurm-test: install  ## profiles/slurm against a real single-node SLURM on this machine (root, ~7-9 min)
+	timeout -k 10 -s KILL 810 cluster/test_slurm_demo.sh
 
 clean:
 	rm -rf results logs .snakemake

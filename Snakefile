@@ -13,6 +13,9 @@ min_version("9.0")
 configfile: Path(workflow.basedir) / "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 validate(config, "schemas/config.schema.yaml")
 
 
@@ -30,10 +33,14 @@ wildcard_constraints:
 
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/eval.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
         rules.data.input,
         rules.train.input,
+        rules.evaluate.input,
+        rules.report.output,
     default_target: True

@@ -2,20 +2,21 @@
 # End-to-end test of profiles/slurm against a real single-node SLURM on this machine:
 #   1. cluster/slurm_local_up.sh (installs slurm + munge if missing, starts the daemons)
 #   2. snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml
-#      data results_slurm/train/demo_llama__lima_head64__it__ep2
+#      data results_slurm/train/demo_llama__lima_head64__it__ep2 and its evaluation jobs
+#      results_slurm/eval/demo_llama__lima_head64__it__ep2/{output_loss,piqa}.json
 #      into results_slurm/ and logs_slurm/ (the demo's results/ and logs/ are not touched;
 #      training checkpoints go to results_slurm/scratch, not to scratch/)
-#   3. checks that every convert_dataset, role_record and train_model job went through sbatch and
+#   3. checks that every convert_dataset, role_record, train_model and evaluation job went through sbatch and
 #      COMPLETED (job-completion log of the local cluster, or sacct where accounting exists), as
 #      many as the dry run planned, that the localrules did not, and that the model dir is complete
 #   4. cluster/test_slurm_preemption.sh on the same cluster and outputs: a training job killed by
 #      its time limit (TIMEOUT), retried by Snakemake, resumed from its checkpoint
 #      (IMREPRO_SLURM_TEST_PREEMPTION=0 skips it)
 #   5. always stops the daemons (trap), also on failure or timeout.
-# Needs root (or sudo) for the up/down scripts. Run from anywhere. On 2 cores: steps 1-3 ~3-4
+# Needs root (or sudo) for the up/down scripts. Run from anywhere. On 2 cores: steps 1-3 ~4-5
 # min, step 4 ~3-4.5 min. Every wait is bounded so that the script, cleanup included, ends within
-# IMREPRO_SLURM_TEST_BUDGET_S seconds (default 690; 300 with IMREPRO_SLURM_TEST_PREEMPTION=0): run
-# it under an outer `timeout -k 10 -s KILL` of at least budget + 30 (720; 330), because the outer
+# IMREPRO_SLURM_TEST_BUDGET_S seconds (default 780; 420 with IMREPRO_SLURM_TEST_PREEMPTION=0): run
+# it under an outer `timeout -k 10 -s KILL` of at least budget + 30 (810; 450), because the outer
 # SIGKILL skips the trap and would leave the daemons running.
 #   cluster/test_slurm_demo.sh
 #   IMREPRO_SLURM_TEST_KEEP=1 cluster/test_slurm_demo.sh   # keep outputs and leave SLURM running
@@ -26,18 +27,18 @@ cd "$REPO"
 export PATH="$REPO/.venv/bin:$PATH"          # rules call `python`; jobs inherit PATH (--export=ALL)
 unset SLURM_CONF                             # the cluster is configured at /etc/slurm/slurm.conf
 STATE_DIR=${SLURM_LOCAL_DIR:-/tmp/imrepro-slurm}
-RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-300}
+RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-390}
 KEEP=${IMREPRO_SLURM_TEST_KEEP:-0}
 PREEMPTION=${IMREPRO_SLURM_TEST_PREEMPTION:-1}
 PREEMPTION_MIN_S=280        # least time to leave for test_slurm_preemption.sh (it needs ~190-260)
-if [[ $PREEMPTION == 1 ]]; then BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-690}
-else BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-300}; fi
+if [[ $PREEMPTION == 1 ]]; then BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-780}
+else BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-420}; fi
 DEADLINE=$(($(date +%s) + BUDGET_S))   # the script ends by then; 25 s of it are kept for cleanup
 export SLURM_LOCAL_KILL_WAIT=${SLURM_LOCAL_KILL_WAIT:-5}   # a timed-out job is SIGKILLed 5 s after SIGTERM
 RESULTS=results_slurm
 LOGS=logs_slurm
 TRAIN_RUN=demo_llama__lima_head64__it__ep2   # one demo training run (cheapest: 8 optimizer steps)
-JOB_RULES=(convert_dataset role_record train_model)   # rules that must run as SLURM jobs
+JOB_RULES=(convert_dataset role_record train_model output_loss lm_eval_task)   # rules that must run as SLURM jobs
 LOCAL_RULES=(download_source dataset_stats table5 data prepare_model)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
 
@@ -84,7 +85,7 @@ EOF
 SMK=(snakemake --profile profiles/slurm --nolock
      --configfile profiles/demo/demo_config.yaml "$WORK/slurm_test.yaml"
      --config "results_dir=$RESULTS" "logs_dir=$LOGS")
-TARGETS=(data "$RESULTS/train/$TRAIN_RUN")
+TARGETS=(data "$RESULTS/train/$TRAIN_RUN" "$RESULTS/eval/$TRAIN_RUN/output_loss.json" "$RESULTS/eval/$TRAIN_RUN/piqa.json")
 
 rm -rf "$RESULTS" "$LOGS"
 
@@ -161,6 +162,15 @@ print(f"[test_slurm_demo] {s['run_id']}: {s['optimizer_steps']} steps in {s['wal
       f"final loss {s['final_loss']:.3f}")
 EOF
 [[ ! -e $RESULTS/scratch/train/$TRAIN_RUN ]] || fail "scratch checkpoints of $TRAIN_RUN left behind"
+python - "$RESULTS/eval/$TRAIN_RUN" <<'EOF' || fail "evaluation results of $TRAIN_RUN are incomplete"
+import json, math, sys
+from pathlib import Path
+loss = json.loads(Path(sys.argv[1], "output_loss.json").read_text())
+piqa = json.loads(Path(sys.argv[1], "piqa.json").read_text())
+assert math.isfinite(loss["heldout"]["mean"]) and math.isfinite(loss["train"]["mean"]), loss
+assert piqa["status"] == "scored" and 0 <= piqa["value"] <= 1, piqa
+print(f"[test_slurm_demo] eval: held-out output loss {loss['heldout']['mean']:.3f}, piqa {piqa['value']:.3f}")
+EOF
 
 # ---- which jobs went through sbatch ---------------------------------------------------------
 run_id=$(sed -n 's/.*SLURM run ID: \([A-Za-z0-9_-]*\).*/\1/p' "$WORK/run.log" | head -n1)

@@ -114,7 +114,7 @@ def test_code_catalogue_pools_wmt_into_one_entry():
 
 def test_summary_and_long_csv_files(tmp_path):
     scores = {t.key: 0.5 for t in PAPER_TASKS}
-    summary = aggregate.summarize("lima_im", scores, extra={"MT-Bench": ("score", 4.83)})
+    summary = aggregate.summarize("lima_im", scores, extra=[("MT-Bench", "score", 4.83)])
     aggregate.write_summary(tmp_path / "eval" / "lima_im" / "summary.json", summary)
     assert json.loads((tmp_path / "eval" / "lima_im" / "summary.json").read_text()) == summary
     rows = aggregate.to_long_rows("lima_im", summary)

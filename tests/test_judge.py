@@ -22,7 +22,6 @@ import time
 import types
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,7 @@ from imrepro.judge_client import (
     request_key,
 )
 from imrepro.judge_server import Completion, EchoScoreBackend, HFBackend, serve_in_thread
+from stub_endpoint import StubEndpoint
 
 TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
               "num_attention_heads": 4, "seed": 0}
@@ -45,7 +45,7 @@ SERVED = "demo-judge"
 KEY_ENV = "IMREPRO_TEST_JUDGE_KEY"
 SECRET = "sk-test-SECRET-0123456789abcdef"
 MT = RESOURCES / "eval" / "mt_bench"
-DAVINCI_16 = RESOURCES / "eval" / "alpaca_eval" / "text_davinci_003_outputs_first16.json"
+DAVINCI = RESOURCES / "eval" / "alpaca_eval" / "text_davinci_003_outputs.json"
 ALPACA_CONFIGS = Path(importlib.util.find_spec("alpaca_eval").submodule_search_locations[0]) / "evaluators_configs"
 
 
@@ -218,50 +218,28 @@ def test_api_key_never_logged_or_cached(model_server, key_env, tmp_path, caplog)
     assert SECRET not in repr(client)
 
 
-class FaultServer:
+class FaultServer(StubEndpoint):
     """A stand-in endpoint that answers with a script of statuses, then with a fixed completion."""
 
     def __init__(self, script: list[int], retry_after: str | None = None):
+        super().__init__()
         self.script, self.retry_after = list(script), retry_after
         self.requests = 0
         self.auth_headers: list[str] = []
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.requests += 1
-                owner.auth_headers.append(self.headers.get("Authorization"))
-                status = owner.script.pop(0) if owner.script else 200
-                if status == 200:
-                    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-                            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                         "message": {"role": "assistant", "content": "Rating: [[6]]"}}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-                else:
-                    body = {"error": {"message": f"scripted failure {status}", "type": "test", "code": None}}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if owner.retry_after and status == 429:
-                    self.send_header("Retry-After", owner.retry_after)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def reply(self, body, headers):
+        self.requests += 1
+        self.auth_headers.append(headers.get("Authorization"))
+        status = self.script.pop(0) if self.script else 200
+        if status == 200:
+            data = {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
+                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                 "message": {"role": "assistant", "content": "Rating: [[6]]"}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        else:
+            data = {"error": {"message": f"scripted failure {status}", "type": "test", "code": None}}
+        extra = {"Retry-After": self.retry_after} if self.retry_after and status == 429 else {}
+        return status, "application/json", json.dumps(data).encode(), extra
 
 
 def _fault_client(base_url: str, sleeps: list[float], **kwargs) -> JudgeClient:
@@ -490,7 +468,7 @@ def _annotator_dir(root: Path, base_config: str, template_dir: str, model_name: 
 
 
 def _run_alpaca_eval(tmp: Path, base_url: str, annotators_config: Path) -> dict:
-    references = json.loads(DAVINCI_16.read_text())[:3]
+    references = json.loads(DAVINCI.read_text())[:3]
     outputs = [{**r, "output": f"My answer to: {r['instruction'][:40]}", "generator": "tiny-model"}
                for r in references]
     (tmp / "ref.json").write_text(json.dumps(references))

@@ -117,12 +117,12 @@ def missing_tasks(task_scores: Mapping[str, float | None], *, tasks: Iterable[Ta
 
 
 def summarize(run: str, task_scores: Mapping[str, float | None], *, tasks: Iterable[TaskSpec] = PAPER_TASKS,
-              allow_partial: bool = False, extra: Mapping[str, tuple[str, float]] | None = None) -> dict:
+              allow_partial: bool = False, extra: Iterable[tuple[str, str, float | None]] = ()) -> dict:
     """Everything summary.json holds for one run.
 
     ``task_scores``: task key -> fraction as the authors average it (TER already /100, see
-    :func:`task_scores_from_lm_eval`).  ``extra``: other benchmarks, name -> (metric, value), e.g.
-    ``{"MT-Bench": ("score", 4.8), "AlpacaEval 1.0": ("win_rate", 33.1)}``.
+    :func:`task_scores_from_lm_eval`).  ``extra``: other benchmarks' (benchmark, metric, value)
+    triples, e.g. ``[("MT-Bench", "score", 4.8), ("AlpacaEval 1.0", "win_rate", 33.1)]``.
     """
     tasks = tuple(tasks)
     categories = category_scores(task_scores, tasks=tasks, allow_partial=allow_partial)
@@ -143,7 +143,7 @@ def summarize(run: str, task_scores: Mapping[str, float | None], *, tasks: Itera
         "missing_tasks": missing,
         "partial": bool(missing) and allow_partial,
         "notes": [TER_NOTE] if any(not t.higher_is_better for t in tasks) else [],
-        "extra": {name: {"metric": metric, "value": value} for name, (metric, value) in (extra or {}).items()},
+        "extra": [{"benchmark": name, "metric": metric, "value": value} for name, metric, value in extra],
     }
     return summary
 
@@ -167,16 +167,17 @@ def to_long_rows(run: str, summary: Mapping) -> list[tuple[str, str, str, float 
     for category in summary["categories"].values():
         rows.append((run, category["name"], "category_mean", category["score"]))
     rows.append((run, MEAN_NAME, "mean_of_6_categories", summary[MEAN_KEY]))
-    for name, item in summary.get("extra", {}).items():
-        rows.append((run, name, item["metric"], item["value"]))
+    for item in summary.get("extra", []):
+        rows.append((run, item["benchmark"], item["metric"], item["value"]))
     return rows
 
 
-def write_long_csv(path: str | os.PathLike, rows: Iterable[tuple]) -> None:
-    """Write results/tables/eval_long.csv (header run,benchmark,metric,value; empty value = missing)."""
+def write_long_csv(path: str | os.PathLike, rows: Iterable[tuple],
+                   columns: tuple[str, ...] = ("run", "benchmark", "metric", "value")) -> None:
+    """Write results/tables/eval_long.csv (header ``columns``; empty value = missing)."""
     with atomic_open(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("run", "benchmark", "metric", "value"))
+        writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
 

@@ -6,6 +6,8 @@ Judge calls are the only paid, slow and rate-limited step of the evaluation, so:
   request (base URL, model, messages, decoding parameters); a rerun answers from it without a request;
 * 429, 5xx and connection failures are retried with exponential backoff, a bounded number of times;
   any other 4xx is a configuration or request bug and fails at once;
+* a 200 answer that is not a chat completion (not JSON, no ``choices``) raises ``JudgeResponseError``: it is
+  neither cached nor retried, and the benchmarks count it as an unparseable verdict;
 * the API key is read from an environment variable when the first real request is made (a rerun served
   entirely from the cache needs no key) and is never logged or written anywhere.
 """
@@ -22,12 +24,15 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})  # plus every 5xx
+T, R = TypeVar("T"), TypeVar("R")
 
 
 class JudgeError(RuntimeError):
@@ -48,6 +53,10 @@ class JudgeRequestError(JudgeError):
 
 class JudgeUnavailableError(JudgeError):
     """The endpoint kept failing (429/5xx/connection errors) through every attempt."""
+
+
+class JudgeResponseError(JudgeError):
+    """The endpoint answered 200 with something that is not a chat completion (not JSON, no choices)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,10 +152,15 @@ class JudgeClient:
         self.timeout_s = timeout_s
         self.sleep = sleep
         self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()  # chat() may be called from several threads
         self._openai = None
 
     def __repr__(self) -> str:  # no key in reprs either
         return f"JudgeClient(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
 
     def _client(self):
         if self._openai is None:
@@ -172,7 +186,7 @@ class JudgeClient:
                 body["top_logprobs"] = top_logprobs
         key = request_key(self.cache_scope, body)
         if self.cache is not None and (cached := self.cache.get(key)) is not None:
-            self.stats["cache_hits"] += 1
+            self._count("cache_hits")
             return _reply(cached, cached=True)
         response = self._post_with_retries(body)
         if self.cache is not None:
@@ -184,9 +198,11 @@ class JudgeClient:
 
         client = self._client()
         for attempt in range(1, self.max_attempts + 1):
-            self.stats["requests"] += 1
+            self._count("requests")
             try:
-                return client.chat.completions.create(**body).model_dump(mode="json")
+                completion = client.chat.completions.create(**body)
+            except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                raise JudgeResponseError(f"judge endpoint {self.base_url} answered with invalid JSON: {exc}") from None
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status not in RETRYABLE_STATUS and status < 500:
@@ -194,17 +210,30 @@ class JudgeClient:
                 reason, retry_after = f"HTTP {status}", _retry_after(exc)
             except openai.APIConnectionError as exc:
                 reason, retry_after = type(exc).__name__, None
+            else:
+                return self._checked(completion)
             if attempt == self.max_attempts:
                 break
             delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
             if retry_after is not None:
                 delay = min(self.max_backoff_s, max(delay, retry_after))
-            self.stats["retries"] += 1
+            self._count("retries")
             log.warning("judge request failed (%s), attempt %d/%d; retrying in %.1f s",
                         reason, attempt, self.max_attempts, delay)
             self.sleep(delay)
         raise JudgeUnavailableError(f"judge endpoint {self.base_url} failed {self.max_attempts} times "
                                     f"(last: {reason})")
+
+    def _checked(self, completion) -> dict:
+        """The completion as plain data, if it is one (a non-JSON 200 body comes back from the SDK as a str)."""
+        if not hasattr(completion, "model_dump"):
+            raise JudgeResponseError(f"judge endpoint {self.base_url} answered with a non-JSON body: "
+                                     f"{str(completion)[:80]!r}")
+        response = completion.model_dump(mode="json")
+        if not response.get("choices"):
+            raise JudgeResponseError(f"judge endpoint {self.base_url} answered without choices: "
+                                     f"{json.dumps(response)[:120]}")
+        return response
 
 
 def _reply(response: dict, cached: bool) -> ChatReply:
@@ -229,3 +258,19 @@ def _retry_after(exc) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def run_concurrently(fn: Callable[[T], R], items: Sequence[T], concurrency: int = 1) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``concurrency`` threads, results in input order.
+
+    The first exception is re-raised once the calls already running have ended; calls not yet started are
+    cancelled, so an endpoint that is down costs one round of retries, not one per item.
+    """
+    if concurrency <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+    futures = [pool.submit(fn, item) for item in items]
+    try:
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -9,8 +9,8 @@ the few parts the paper used, from the shipped FastChat data files:
 * prompt filling: ``prompt_template.format(...)`` with FastChat's field names (question, answer,
   ref_answer_1 for turn 1; question_1/2, answer_1/2, ref_answer_1/2 for turn 2), sent as a system
   message (the prompt's ``system_prompt``) plus one user message, at temperature 0 with max_tokens 2048;
-* score: FastChat's ``[[x]]`` regex, then its ``[x]`` backup; a verdict matching neither is counted as
-  unparseable (FastChat writes -1 and ``show_result`` drops it);
+* score: FastChat's ``[[x]]`` regex, then its ``[x]`` backup; a verdict matching neither, or a response that
+  is not a chat completion, is counted as unparseable (FastChat writes -1 and ``show_result`` drops it);
 * aggregation as ``show_result --mode single``: the mean over all parsed judgements (turn 1 and turn 2),
   with per-turn and per-category means alongside.
 """
@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import mean
+
+from imrepro.judge_client import JudgeResponseError, run_concurrently
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +128,30 @@ def parse_score(judgment: str) -> float | None:
 
 
 def judge_all(tasks: Iterable[JudgeTask], client, judge_model: str, *, temperature: float = JUDGE_TEMPERATURE,
-              max_tokens: int = JUDGE_MAX_TOKENS) -> list[dict]:
-    """Send each task to the judge (``client``: a ``judge_client.JudgeClient``); one record per judgement."""
-    records = []
-    for task in tasks:
-        reply = client.chat(task.messages, judge_model, temperature=temperature, max_tokens=max_tokens)
-        score = parse_score(reply.text)
+              max_tokens: int = JUDGE_MAX_TOKENS, concurrency: int = 1) -> list[dict]:
+    """Send each task to the judge (``client``: a ``judge_client.JudgeClient``); one record per judgement.
+
+    A response that is not a chat completion (``JudgeResponseError``) becomes an unparseable verdict with an
+    ``error`` field, as FastChat scores an API failure -1 and leaves it out; every other judge error is raised.
+    """
+    def judge_one(task: JudgeTask) -> dict:
+        try:
+            reply = client.chat(task.messages, judge_model, temperature=temperature, max_tokens=max_tokens)
+            text, error = reply.text, None
+        except JudgeResponseError as exc:
+            text, error = "", str(exc)
+        score = parse_score(text)
         if score is None:
-            log.warning("unparseable verdict for question %d turn %d: %.80r", task.question_id, task.turn, reply.text)
-        records.append({"question_id": task.question_id, "category": task.category, "turn": task.turn,
-                        "judge": [judge_model, task.prompt_name], "user_prompt": task.messages[-1]["content"],
-                        "judgment": reply.text, "score": score})
-    return records
+            log.warning("unparseable verdict for question %d turn %d: %.80r", task.question_id, task.turn,
+                        error or text)
+        record = {"question_id": task.question_id, "category": task.category, "turn": task.turn,
+                  "judge": [judge_model, task.prompt_name], "user_prompt": task.messages[-1]["content"],
+                  "judgment": text, "score": score}
+        if error:
+            record["error"] = error
+        return record
+
+    return run_concurrently(judge_one, list(tasks), concurrency)
 
 
 def aggregate(records: Iterable[Mapping]) -> dict:
@@ -166,5 +180,6 @@ def aggregate(records: Iterable[Mapping]) -> dict:
         "n_judgments": len(records),
         "n_parsed": len(parsed),
         "n_unparseable": len(records) - len(parsed),
+        "n_invalid_responses": sum(1 for r in records if r.get("error")),
         "unparseable": [[r["question_id"], r["turn"]] for r in records if r.get("score") is None],
     }

@@ -50,6 +50,14 @@ class RoleRecord:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def head(self, n: int | None) -> RoleRecord:
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        end = self.offsets[n]
+        return RoleRecord(self.ids[:n], self.input_ids[:end], self.roles[:end], self.offsets[: n + 1],
+                          self.n_tokens_full[:n], self.metadata)
+
 
 def assign_roles(starts: np.ndarray, segment_ends: np.ndarray, segment_roles: np.ndarray) -> np.ndarray:
     """Role of each token = role of the segment that contains its first character.

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from imrepro import loss as loss_lib
-from imrepro import packing
+from imrepro import packing, provenance
 from imrepro.label_policies import label_weights
 from imrepro.neftune import NEFTune, neftune_scale
 from imrepro.role_record import RoleRecord, load_role_record
@@ -381,6 +381,7 @@ def train(settings: TrainSettings) -> dict:
         "wall_seconds": wall,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("run_info",)},
         "history": history,
+        "provenance": provenance.collect(),
     }
     _save_final(accelerator, model, settings, record, summary)
     if writer:
@@ -420,7 +421,8 @@ def save_tokenizer(metadata: dict, directory: Path) -> None:
         staging = directory / ".tokenizer_src"
         staging.mkdir(exist_ok=True)
         shutil.copy(metadata["tokenizer_path"], staging / "tokenizer.model")
-        tokenizer = LlamaTokenizer.from_pretrained(staging)
+        # transformers 5 builds it without BOS by default; Llama-2's own tokenizer (and our training) adds it
+        tokenizer = LlamaTokenizer.from_pretrained(staging, add_bos_token=True)
         shutil.rmtree(staging)
     else:
         tokenizer = AutoTokenizer.from_pretrained(metadata["tokenizer_path"],

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imrepro.converters import CONVERTERS
+from imrepro.eval_catalogue import ALL_BENCHMARKS, NEEDS_TRAINING_SET, ordered
 
 
 class ConfigError(ValueError):
@@ -124,10 +125,24 @@ def check_references(config: dict) -> None:
     for j, name in enumerate(config.get("extra_datasets", [])):
         if name not in datasets:
             raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
+    _check_evaluation(config)
     if config.get("offline"):
         for name in needed_sources(config):
             if "shipped" not in sources[name]:
                 raise ConfigError(f"sources.{name}", "offline is true but this source has no shipped copy")
+
+
+def _check_evaluation(config: dict) -> None:
+    evaluation = config.get("evaluation") or {}
+    lists = [("evaluation.benchmarks", evaluation.get("benchmarks", []))]
+    lists += [(f"run_groups.{g}.benchmarks", spec.get("benchmarks", [])) for g, spec in config["run_groups"].items()]
+    for key, names in lists:
+        for j, name in enumerate(names):
+            if name not in ALL_BENCHMARKS:
+                raise ConfigError(f"{key}[{j}]", f"unknown benchmark '{name}' (known: {', '.join(ALL_BENCHMARKS)})")
+    serve = (evaluation.get("judge") or {}).get("serve")
+    if serve and serve.get("model") not in config["models"]:
+        raise ConfigError("evaluation.judge.serve.model", f"unknown model '{serve.get('model')}'")
 
 
 def prepare(config: dict) -> dict:
@@ -204,3 +219,41 @@ def record_targets(config: dict) -> list[tuple[str, str]]:
     tokenizers = {config["models"][run.model]["tokenizer"] for run in active}
     pairs |= {(t, d) for t in tokenizers for d in evaluated_datasets(config)}
     return sorted(pairs)
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """One evaluated model: a fine-tuned run, or a base model (``run`` None, id ``base__<model>``)."""
+
+    target_id: str
+    model: str
+    run: Run | None
+    benchmarks: tuple[str, ...]
+
+
+def base_target_id(model: str) -> str:
+    return f"base__{model}"
+
+
+def eval_targets(config: dict) -> dict[str, EvalTarget]:
+    """Every evaluated model of the active run groups, with its benchmarks.
+
+    A run gets the union of the ``benchmarks`` of the groups it belongs to (default
+    ``evaluation.benchmarks``); with ``evaluation.base_models`` each model is evaluated before
+    fine-tuning on the union of its runs' benchmarks (minus those that need a training set).
+    """
+    evaluation = config.get("evaluation") or {}
+    default = evaluation.get("benchmarks", ALL_BENCHMARKS)
+    wanted: dict[Run, set[str]] = {}
+    for group, group_runs in runs_by_group(config).items():
+        benchmarks = config["run_groups"][group].get("benchmarks", default)
+        for run in group_runs:
+            wanted.setdefault(run, set()).update(benchmarks)
+    targets = {run.run_id: EvalTarget(run.run_id, run.model, run, ordered(names))
+               for run, names in sorted(wanted.items())}
+    if evaluation.get("base_models", True):
+        for model in sorted({run.model for run in wanted}):
+            names = set().union(*(b for r, b in wanted.items() if r.model == model)) - set(NEEDS_TRAINING_SET)
+            if names:
+                targets[base_target_id(model)] = EvalTarget(base_target_id(model), model, None, ordered(names))
+    return {tid: t for tid, t in targets.items() if t.benchmarks}

@@ -1,0 +1,108 @@
+# Reporting stage: the paper's tables (ours / paper / difference) and figures from eval_long.csv,
+# and the HTML report (snakemake --report) that collects them with provenance.
+
+
+localrules:
+    paper_table,
+    paper_figure,
+    provenance,
+    report,
+
+
+wildcard_constraints:
+    table_stem="|".join(TABLES.values()),
+    figure="|".join(FIGURES),
+
+
+rule paper_table:
+    input:
+        unpack(table_inputs),
+    output:
+        csv=report(f"{RESULTS}/tables/{{table_stem}}.csv", category="Tables", labels={"table": "{table_stem}", "format": "csv"}),
+        md=report(f"{RESULTS}/tables/{{table_stem}}.md", caption="../report/captions/item.rst", category="Tables",
+                  labels={"table": "{table_stem}", "format": "markdown"}),
+    log:
+        f"{LOGS}/report/tables/{{table_stem}}.log",
+    params:
+        script=script("make_tables.py"),
+        table=lambda w: TABLE_OF_STEM[w.table_stem],
+        table5=lambda w, input: ["--table5", input.table5] if "table5" in input.keys() else [],
+        label=LABEL,
+        caption=lambda w: caption_text(TABLE_OF_STEM[w.table_stem]),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python {params.script} --eval-long {input.eval_long:q} --runs {input.runs:q} --paper {input.paper:q} "
+        "{params.table5:q} --tables {params.table} --label {params.label:q} "
+        "--outdir $(dirname {output.csv:q}) > {log} 2>&1"
+
+
+rule paper_figure:
+    input:
+        eval_long=f"{RESULTS}/tables/eval_long.csv",
+        runs=f"{RESULTS}/tables/runs.csv",
+        paper=PAPER_CSV,
+        loss=lambda w: loss_files(w) if w.figure == "fig3" else [],
+    output:
+        png=report(f"{RESULTS}/figures/{{figure}}.png", caption="../report/captions/item.rst", category="Figures",
+                   labels={"figure": "{figure}"}),
+        pdf=f"{RESULTS}/figures/{{figure}}.pdf",
+    log:
+        f"{LOGS}/report/figures/{{figure}}.log",
+    params:
+        script=script("make_figure.py"),
+        loss=lambda w, input: ["--loss", *input.loss] if input.loss else [],
+        label=LABEL,
+        caption=lambda w: caption_text(w.figure),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "MPLBACKEND=Agg python {params.script} --figure {wildcards.figure} --eval-long {input.eval_long:q} "
+        "--runs {input.runs:q} --paper {input.paper:q} {params.loss:q} --label {params.label:q} "
+        "--output-png {output.png:q} --output-pdf {output.pdf:q} > {log} 2>&1"
+
+
+rule provenance:
+    output:
+        report(f"{RESULTS}/provenance.json", caption="../report/captions/provenance.rst", category="Provenance"),
+    log:
+        f"{LOGS}/report/provenance.log",
+    params:
+        script=script("write_provenance.py"),
+        config=json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str),
+        revision=GIT_REVISION,
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python {params.script} --config {params.config:q} --output {output:q} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        expand(f"{RESULTS}/tables/{{stem}}.{{ext}}", stem=TABLES.values(), ext=("csv", "md")),
+
+
+rule figures:
+    input:
+        expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")),
+
+
+rule report:
+    input:
+        rules.tables.input,
+        rules.figures.input,
+        rules.provenance.output,
+    output:
+        f"{RESULTS}/report.html",
+    log:
+        f"{LOGS}/report/report.log",
+    params:
+        snakefile=workflow.main_snakefile,
+        config=json.dumps(config, sort_keys=True, default=str),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        # the report of this same workflow and config, built by a read-only (--nolock) second snakemake
+        "echo {params.config:q} > {output}.config.json && "
+        "snakemake --snakefile {params.snakefile:q} --directory . --nolock --configfile {output}.config.json "
+        "--report {output:q} > {log} 2>&1; rc=$?; rm -f {output}.config.json; exit $rc"

@@ -1,0 +1,187 @@
+"""The evaluation stage's wiring: which models get which benchmarks, one rule per (model, benchmark),
+the output-loss analysis and the per-model summaries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, snakemake
+from imrepro import aggregate, eval_summary
+from imrepro import workflow_config as wc
+from imrepro.eval_catalogue import ALL_BENCHMARKS, LM_EVAL_TASKS
+from imrepro.label_policies import it_weights
+from imrepro.role_record import load_role_record
+from train_helpers import tiny_inputs, train_env
+
+
+@pytest.fixture(scope="module")
+def paper_config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def counts(stdout: str) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1]) for line in stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+# ---- which models get which benchmarks -----------------------------------------------------------
+
+def test_paper_grid_targets(paper_config):
+    config = wc.prepare(paper_config)
+    targets = wc.eval_targets(config)
+    assert set(wc.runs(config)) == {t.run for t in targets.values() if t.run}
+    # Fig. 2 subsets are scored on AlpacaEval 1.0 only; Table 1 runs on everything
+    assert targets["llama2_7b__tulu_v2_ratio10__it__ep2"].benchmarks == ("alpaca_eval_1",)
+    assert targets["llama2_7b__lima__im_seed__ep2"].benchmarks == ALL_BENCHMARKS
+    # each base model once, on what its runs get, minus what needs a training set
+    base = targets["base__llama2_7b"]
+    assert base.run is None and "regen_bleu" not in base.benchmarks and "mmlu" in base.benchmarks
+    assert {t for t in targets if t.startswith("base__")} == {"base__llama2_7b", "base__llama2_13b", "base__opt_6.7b"}
+
+
+def test_unknown_benchmark_names_the_key(paper_config):
+    config = copy.deepcopy(paper_config)
+    config["run_groups"]["fig2_size"]["benchmarks"] = ["alpaca_eval_1", "alpacaeval"]
+    with pytest.raises(wc.ConfigError, match=r"run_groups.fig2_size.benchmarks\[1\].*unknown benchmark 'alpacaeval'"):
+        wc.prepare(config)
+
+
+def test_paper_grid_evaluate_dry_run(tmp_path, paper_config):
+    """One lm-eval job per (model, task), GPU declared; judges and summaries run locally."""
+    result = snakemake("--directory", str(tmp_path), "--nolock", "-n", "evaluate")
+    assert result.returncode == 0, result.stdout[-3000:]
+    planned = counts(result.stdout)
+    targets = wc.eval_targets(wc.prepare(paper_config))
+    assert planned["lm_eval_task"] == sum(len(set(t.benchmarks) & set(LM_EVAL_TASKS)) for t in targets.values())
+    assert planned["eval_summary"] == len(targets)
+    assert planned["judge_alpaca_eval"] == sum("alpaca_eval_1" in t.benchmarks for t in targets.values()) + sum(
+        "alpaca_eval_2" in t.benchmarks for t in targets.values())
+    assert planned["eval_long_table"] == planned["runs_table"] == 1
+    assert "gpu=1" in result.stdout
+
+
+def test_one_benchmark_of_one_model_alone(tmp_path):
+    """`snakemake results/eval/<run>/mmlu.json` plans that job (and what it needs), nothing else of the stage."""
+    run = "llama2_7b__lima__it__ep2"
+    result = snakemake("--directory", str(tmp_path), "--nolock", "-n", f"results/eval/{run}/mmlu.json")
+    assert result.returncode == 0, result.stdout[-3000:]
+    planned = counts(result.stdout)
+    assert planned["lm_eval_task"] == 1 and planned["train_model"] == 1
+    assert not {"humaneval", "eval_summary", "judge_mt_bench"} & set(planned)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("results/eval/llama2_7b__tulu_v2_ratio10__it__ep2/mmlu.json",
+     "benchmark 'mmlu' is not configured for 'llama2_7b__tulu_v2_ratio10__it__ep2'"),
+    ("results/eval/llama2_7b__lima__sft__ep2/mmlu.json", "unknown evaluation target 'llama2_7b__lima__sft__ep2'"),
+])
+def test_unconfigured_requests_fail_clearly(tmp_path, path, message):
+    result = snakemake("--directory", str(tmp_path), "--nolock", "-n", path)
+    assert result.returncode != 0
+    assert message in result.stdout
+
+
+# ---- output loss ---------------------------------------------------------------------------------
+
+def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
+    inputs = tiny_inputs(tmp_path_factory)
+    out = tmp_path / "output_loss.json"
+    subprocess.run([sys.executable, "workflow_scripts/eval_output_loss.py", "--model", str(inputs["model"]),
+                    "--run", "tiny", "--train", str(inputs["record"]), "--heldout", str(inputs["record"]),
+                    "--limit", "5", "--token-budget", "300", "--output", str(out)],
+                   cwd=REPO, env=train_env(), check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "output_loss" and len(result["train"]["losses"]) == 5
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).eval()
+    record = load_role_record(inputs["record"])
+    with_output = [i for i in range(5) if (it_weights(record.example(i)[1]) > 0).any()]
+    assert len(with_output) >= 2  # (an example truncated before its answer has no output loss: None)
+    assert all(result["train"]["losses"][i] is None for i in set(range(5)) - set(with_output))
+    for i in with_output[:2]:  # one example alone through the model: mean NLL over the tokens IT trains
+        ids, roles = record.example(i)
+        with torch.no_grad():
+            logits = model(torch.tensor(ids[None], dtype=torch.long)).logits[0, :-1]
+        nll = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:], dtype=torch.long), reduction="none")
+        mask = torch.tensor(it_weights(roles)[1:] > 0)
+        assert result["train"]["losses"][i] == pytest.approx(nll[mask].mean().item(), rel=1e-4)
+    assert result["heldout"]["mean"] == pytest.approx(np.mean([result["train"]["losses"][i] for i in with_output]))
+
+
+def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
+    inputs = tiny_inputs(tmp_path_factory)
+    proc = subprocess.run([sys.executable, "workflow_scripts/eval_output_loss.py", "--model", str(tmp_path / "none"),
+                           "--run", "x", "--heldout", str(inputs["record"]), "--output", str(tmp_path / "o.json")],
+                          cwd=REPO, env=train_env(), capture_output=True, text=True)
+    assert proc.returncode == 1 and "not a model directory" in proc.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+# ---- summaries -----------------------------------------------------------------------------------
+
+def _results(tmp_path):
+    files = {
+        "mmlu": {"benchmark": "mmlu", "status": "scored", "value": 0.40},
+        "piqa": {"benchmark": "piqa", "status": "scored", "value": 0.60},
+        "hellaswag": {"benchmark": "hellaswag", "status": "not_shipped", "value": None, "reason": "no local data"},
+        "humaneval": {"benchmark": "humaneval", "status": "scored", "value": 0.05},
+        "mt_bench": {"benchmark": "mt_bench", "value": 3.5, "n_unparseable": 2},
+        "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "value": 25.0, "lc_win_rate": None, "avg_length": 120.0},
+        "output_loss": {"benchmark": "output_loss", "value": 1.2, "train": {"mean": 1.0}, "heldout": {"mean": 1.2}},
+    }
+    paths = []
+    for name, data in files.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        paths.append(path)
+    return paths
+
+
+def test_summary_lists_not_shipped_and_judged(tmp_path):
+    out = tmp_path / "summary.json"
+    subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r1",
+                    "--allow-partial", "--judge-label", "demo-judge", "--not-shipped", "wmt14", "--output", str(out),
+                    *map(str, _results(tmp_path))],
+                   cwd=REPO, check=True, capture_output=True)
+    summary = json.loads(out.read_text())
+    assert summary["not_shipped"] == ["wmt14", "hellaswag"] and summary["partial"] and not summary["complete"]
+    assert "wmt14" not in summary["benchmarks_not_evaluated"] and "coqa" in summary["benchmarks_not_evaluated"]
+    assert summary["categories"]["understanding_knowledge"]["score"] == pytest.approx(50.0)
+    assert summary["categories"]["understanding_knowledge"]["tasks_missing"] == ["openbookqa", "hellaswag", "lambada"]
+    assert summary["unparseable_verdicts"] == {"mt_bench": 2} and summary["judge_label"] == "demo-judge"
+    assert summary["provenance"]["packages"]["torch"] == torch.__version__
+    rows = eval_summary.long_rows([summary])
+    assert ("r1", "MT-Bench", "score", 3.5, "") in rows
+    assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "") in rows
+    assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "") in rows
+    assert ("r1", "HellaSwag", "acc_norm,none", None, "") in rows
+    assert ("r1", "Understanding & Knowledge", "category_mean", pytest.approx(50.0),
+            "partial: 2 of 5 tasks (mmlu, piqa)") in rows
+    (mean,) = [r for r in rows if r[1] == aggregate.MEAN_NAME]
+    assert mean[4] == "partial: 2 of 6 categories, some of them partial"
+    strict = eval_summary.summarize_target("r1", [json.loads(p.read_text()) for p in _results(tmp_path)],
+                                           allow_partial=False, judge_label="x")
+    assert strict[aggregate.MEAN_KEY] is None
+
+
+def test_summary_rejects_a_bad_result_file(tmp_path):
+    bad = tmp_path / "mmlu.json"
+    bad.write_text('{"benchmark": "mmlu", "value": 0.4')
+    out = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
+                           "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and f"{bad}: not valid JSON" in proc.stderr
+    assert not out.exists()
+    bad.write_text('{"benchmark": "mmlu_typo", "value": 0.4}')
+    proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
+                           "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and "field 'benchmark' is 'mmlu_typo'" in proc.stderr

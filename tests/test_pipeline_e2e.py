@@ -1,0 +1,126 @@
+"""The whole pipeline on a tiny configuration, for real: data -> training -> every benchmark kind ->
+summaries -> tables, figures and the HTML report; then dry runs that check what a config change
+reruns (only the changed run's branch and the aggregations downstream of it)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, snakemake
+
+DEMO_CONFIG = REPO / "profiles" / "demo" / "demo_config.yaml"
+RUN_IT, RUN_IM = "demo_llama__lima_head64__it__ep2", "demo_llama__lima_head64__im_seed__ep2"
+BASE = "base__demo_llama"
+BENCHMARKS = ["piqa", "hellaswag", "humaneval", "mt_bench", "alpaca_eval_1", "alpaca_eval_2", "regen_bleu",
+              "output_loss"]
+OVERLAY = f"""
+extra_datasets: []
+run_groups:
+  tiny:
+    models: [demo_llama]
+    datasets: [lima_head64]
+    methods: [it, im_seed]
+use_run_groups: [tiny]
+evaluation:
+  benchmarks: [{", ".join(BENCHMARKS)}]
+  lm_eval: {{source: local, batch_size: 8, limit: 2}}
+  humaneval: {{n_samples: 2, temperatures: [0.1, 0.7], max_new_tokens: 16, limit: 2}}
+  mt_bench: {{max_new_tokens: 8, limit: 2}}
+  alpaca_eval: {{max_new_tokens: 8, limit: 3}}
+  regen_bleu: {{max_new_tokens: 8, limit: 3}}
+"""
+
+
+def smk(workdir: Path, *args: str, overlay: str = OVERLAY):
+    (workdir / "overlay.yaml").write_text(overlay)
+    return snakemake("--directory", str(workdir), "--cores", "2", *args, "--configfile", str(DEMO_CONFIG),
+                     str(workdir / "overlay.yaml"), timeout=1200)
+
+
+def planned(stdout: str) -> dict[str, int]:
+    """Job counts of the "Job stats" table of a dry run."""
+    table = stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {line.split()[0]: int(line.split()[1]) for line in table.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("pipeline")
+    result = smk(workdir, "all")
+    assert result.returncode == 0, result.stdout[-5000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_every_benchmark_kind_is_scored_for_every_model(pipeline):
+    for target in (RUN_IT, RUN_IM, BASE):
+        summary = json.loads((pipeline / "results" / "eval" / target / "summary.json").read_text())
+        assert summary["run"] == target and summary["provenance"]["git"]
+        assert summary["not_shipped"] == ["hellaswag"]  # offline: listed, never scored
+        assert summary["tasks"]["piqa"]["value"] is not None and summary["tasks"]["humaneval"]["value"] is not None
+        extra = {(e["benchmark"], e["metric"]): e["value"] for e in summary["extra"]}
+        assert extra[("MT-Bench", "score")] is not None and extra[("AlpacaEval 2.0", "win_rate")] is not None
+        assert extra[("Output loss (held-out)", "mean_per_example_loss")] > 0
+        if target == BASE:
+            assert ("Regeneration BLEU", "bleu") not in extra  # no training set
+            assert extra[("Output loss (train)", "mean_per_example_loss")] is None
+        else:
+            assert extra[("Regeneration BLEU", "bleu")] is not None
+    with open(pipeline / "results" / "tables" / "eval_long.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["run"] for r in rows} == {RUN_IT, RUN_IM, BASE}
+    assert list(rows[0]) == ["run", "benchmark", "metric", "value", "note"]
+
+
+@pytest.mark.slow
+def test_tables_figures_and_report(pipeline):
+    results = pipeline / "results"
+    table1 = (results / "tables" / "table1_main_results.md").read_text()
+    assert "DEMO-SCALE" in table1 and "LIMA" in table1 and "not run" in table1
+    for figure in ("fig1", "fig2", "fig3", "fig4", "fig6", "fig10", "fig11"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
+        assert (results / "figures" / f"{figure}.pdf").stat().st_size > 1000
+    report = (results / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000 and "Table 1" in report
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert provenance["packages"]["snakemake"] and provenance["config"]["use_run_groups"] == ["tiny"]
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(pipeline):
+    result = smk(pipeline, "-n", "all")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_changing_one_method_reruns_only_its_branch(pipeline):
+    """NEFTune added to im_seed: its training run, its benchmark jobs and everything aggregated from them
+    (and the provenance record, which holds the config) are planned; the IT run, the base model and the
+    data stage are not."""
+    changed = OVERLAY + "methods:\n  im_seed: {paper_name: IM, labels: im_seed, neftune_alpha: 5}\n"
+    result = smk(pipeline, "-n", "all", overlay=changed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned(result.stdout)
+    assert jobs.pop("train_model") == 1
+    per_target = {"lm_eval_task": 1, "humaneval": 1, "generate_mt_bench_answers": 1, "judge_mt_bench": 1,
+                  "generate_alpaca_eval_outputs": 1, "judge_alpaca_eval": 2, "regen_bleu": 1, "output_loss": 1,
+                  "eval_summary": 1}
+    downstream = {"eval_long_table": 1, "paper_table": 6, "paper_figure": 7, "provenance": 1, "report": 1, "all": 1}
+    jobs.pop("total")
+    assert jobs == {**per_target, **downstream}
+    outputs = [line for line in result.stdout.splitlines() if line.strip().startswith("output:")]
+    assert any(f"results/eval/{RUN_IM}/" in line for line in outputs)
+    assert not any(f"/{RUN_IT}" in line or f"/{BASE}/" in line for line in outputs)
+
+
+@pytest.mark.slow
+def test_one_figure_and_one_benchmark_rerun_alone(pipeline):
+    figure = smk(pipeline, "-n", "--force", "results/figures/fig2.png")
+    assert planned(figure.stdout) == {"paper_figure": 1, "total": 1}, figure.stdout[-2000:]
+    bench = smk(pipeline, "-n", "--force", f"results/eval/{RUN_IT}/piqa.json")
+    assert planned(bench.stdout)["lm_eval_task"] == 1 and "train_model" not in planned(bench.stdout)

@@ -1,0 +1,60 @@
+"""Per-example output-token loss of one model on its training set and on the held-out set.
+
+    python workflow_scripts/eval_output_loss.py --model results/train/RUN --run RUN \
+        --train results/data/records/llama2_ml256/lima_head64.parquet \
+        --heldout results/data/records/llama2_ml256/demo_heldout.parquet --output results/eval/RUN/output_loss.json
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+import _bootstrap
+from imrepro.atomic import atomic_open
+from imrepro.output_loss import describe, per_example_output_loss
+from imrepro.role_record import load_role_record
+from imrepro.trainer import resolve_attn_implementation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--train", type=Path, help="role record of the training set (none for a base model)")
+    parser.add_argument("--heldout", type=Path, help="role record of the held-out set")
+    parser.add_argument("--token-budget", type=int, default=8192)
+    parser.add_argument("--limit", type=int, help="first N examples of each set")
+    parser.add_argument("--output", required=True, type=Path)
+    args = parser.parse_args()
+    if not (args.train or args.heldout):
+        raise ValueError("nothing to score: give --train and/or --heldout")
+    if not (args.model / "config.json").is_file():
+        raise FileNotFoundError(f"{args.model}: not a model directory (no config.json)")
+
+    from transformers import AutoModelForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    attn = resolve_attn_implementation("auto")
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation=attn).to(device)
+    result = {"benchmark": "output_loss", "kind": "loss", "status": "scored", "run": args.run, "model": str(args.model)}
+    for split, path in (("train", args.train), ("heldout", args.heldout)):
+        if path is None:
+            result[split] = None
+            continue
+        record = load_role_record(path).head(args.limit)
+        losses = per_example_output_loss(model, record, args.token_budget, attn, device)
+        result[split] = {"dataset": path.stem, "record": str(path), **describe(losses), "ids": record.ids,
+                         "losses": [None if loss != loss else float(loss) for loss in losses]}
+        logging.getLogger("output_loss").info("%s (%s): mean output loss %s over %d examples", split, path.stem,
+                                              result[split]["mean"], len(losses))
+    result["value"] = (result["heldout"] or result["train"])["mean"]
+    with atomic_open(args.output) as handle:
+        json.dump(result, handle, indent=1)
+
+
+if __name__ == "__main__":
+    _bootstrap.run_main(main)

@@ -16,7 +16,7 @@ LOGS = CFG["logs_dir"]
 MAX_LENGTH = CFG["training"]["max_length"]
 
 
-def script(name):
+def script_path(name):
     """Absolute path of a workflow script (so `--directory` elsewhere works)."""
     return str(REPO / "workflow_scripts" / name)
 
@@ -356,6 +356,7 @@ def runs_table_rows():
 from imrepro.provenance import git_revision  # noqa: E402
 
 GIT_REVISION = json.dumps(git_revision(REPO))  # a new revision reruns the provenance record
+CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def alpaca_eval_reference(version):

@@ -13,7 +13,7 @@ rule download_source:
     log:
         f"{LOGS}/data/download_source/{{source}}/{{filename}}.log",
     params:
-        script=script("download_source.py"),
+        script=script_path("download_source.py"),
         url=lambda w: CFG["sources"][w.source]["url"],
         flags=get_download_params,
     retries: 1
@@ -32,7 +32,7 @@ rule convert_dataset:
     log:
         f"{LOGS}/data/convert_dataset/{{dataset}}.log",
     params:
-        script=script("convert_dataset.py"),
+        script=script_path("convert_dataset.py"),
         converter=lambda w: CFG["datasets"][w.dataset]["converter"],
         args=get_converter_args,
     resources:
@@ -52,7 +52,7 @@ rule dataset_stats:
     log:
         f"{LOGS}/data/dataset_stats/{{dataset}}.log",
     params:
-        script=script("dataset_stats.py"),
+        script=script_path("dataset_stats.py"),
     conda:
         "../envs/data.yaml"
     shell:
@@ -69,7 +69,7 @@ rule table5:
     log:
         f"{LOGS}/data/table5.log",
     params:
-        script=script("dataset_stats.py"),
+        script=script_path("dataset_stats.py"),
     conda:
         "../envs/data.yaml"
     shell:
@@ -86,7 +86,7 @@ rule role_record:
     log:
         f"{LOGS}/data/role_record/{{tokenizer}}_ml{{max_length}}/{{dataset}}.log",
     params:
-        script=script("build_role_record.py"),
+        script=script_path("build_role_record.py"),
         backend=lambda w: get_tokenizer(w)["backend"],
         path=lambda w: repo_path(get_tokenizer(w)["path"]),
         revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]

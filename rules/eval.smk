@@ -26,7 +26,7 @@ rule lm_eval_task:
     log:
         f"{LOGS}/eval/lm_eval/{{target}}/{{task}}.log",
     params:
-        script=script("eval_lm_eval.py"),
+        script=script_path("eval_lm_eval.py"),
         model_dir=target_model_param,
         flags=get_lm_eval_flags,
     threads: lambda w: eval_resources("cpus_per_task")
@@ -50,7 +50,7 @@ rule humaneval:
     log:
         f"{LOGS}/eval/humaneval/{{target}}.log",
     params:
-        script=script("eval_humaneval.py"),
+        script=script_path("eval_humaneval.py"),
         model_dir=target_model_param,
         flags=get_humaneval_flags,
     threads: lambda w: eval_resources("cpus_per_task")
@@ -74,7 +74,7 @@ rule generate_mt_bench_answers:
     log:
         f"{LOGS}/eval/generate/{{target}}/mt_bench.log",
     params:
-        script=script("eval_generate.py"),
+        script=script_path("eval_generate.py"),
         model_dir=target_model_param,
         flags=generation_flags("mt_bench"),
     threads: lambda w: eval_resources("cpus_per_task")
@@ -99,7 +99,7 @@ rule generate_alpaca_eval_outputs:
     log:
         f"{LOGS}/eval/generate/{{target}}/alpaca_eval.log",
     params:
-        script=script("eval_generate.py"),
+        script=script_path("eval_generate.py"),
         model_dir=target_model_param,
         flags=generation_flags("alpaca_eval"),
     threads: lambda w: eval_resources("cpus_per_task")
@@ -127,7 +127,7 @@ rule judge_mt_bench:
     log:
         f"{LOGS}/eval/judge/{{target}}/mt_bench.log",
     params:
-        script=script("eval_mt_bench_judge.py"),
+        script=script_path("eval_mt_bench_judge.py"),
         flags=lambda w: judge_flags("mt_bench") + limit_flag("mt_bench"),
         cache=f"{RESULTS}/judge_cache/mt_bench.jsonl",
     conda:
@@ -149,7 +149,7 @@ rule judge_alpaca_eval:
     log:
         f"{LOGS}/eval/judge/{{target}}/alpaca_eval_{{version}}.log",
     params:
-        script=script("eval_alpaca_eval.py"),
+        script=script_path("eval_alpaca_eval.py"),
         flags=lambda w: judge_flags(f"alpaca_eval_{w.version}") + limit_flag("alpaca_eval"),
         cache=lambda w: f"{RESULTS}/judge_cache/{w.target}/alpaca_eval_{w.version}.jsonl",
     conda:
@@ -170,7 +170,7 @@ rule regen_bleu:
     log:
         f"{LOGS}/eval/regen_bleu/{{target}}.log",
     params:
-        script=script("eval_regen_bleu.py"),
+        script=script_path("eval_regen_bleu.py"),
         model_dir=target_model_param,
         flags=generation_flags("regen_bleu"),
     threads: lambda w: eval_resources("cpus_per_task")
@@ -193,7 +193,7 @@ rule output_loss:
     log:
         f"{LOGS}/eval/output_loss/{{target}}.log",
     params:
-        script=script("eval_output_loss.py"),
+        script=script_path("eval_output_loss.py"),
         model_dir=target_model_param,
         record_flags=lambda w, input: [x for name in ("train", "heldout") if name in input.keys()
                                        for x in (f"--{name}", input[name])],
@@ -219,7 +219,7 @@ rule eval_summary:
     log:
         f"{LOGS}/eval/summary/{{target}}.log",
     params:
-        script=script("eval_summary.py"),
+        script=script_path("eval_summary.py"),
         partial=["--allow-partial"] if EVAL.get("allow_partial") else [],
         not_shipped=get_not_shipped,
         judge_label=JUDGE.get("label", "gpt-4"),
@@ -238,7 +238,7 @@ rule eval_long_table:
     log:
         f"{LOGS}/eval/eval_long.log",
     params:
-        script=script("eval_summary.py"),
+        script=script_path("eval_summary.py"),
     conda:
         "../envs/analysis.yaml"
     shell:
@@ -253,7 +253,7 @@ rule runs_table:
     log:
         f"{LOGS}/eval/runs_table.log",
     params:
-        script=script("eval_summary.py"),
+        script=script_path("eval_summary.py"),
         runs=json.dumps(runs_table_rows()),
     conda:
         "../envs/analysis.yaml"

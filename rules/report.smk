@@ -24,7 +24,7 @@ rule paper_table:
     log:
         f"{LOGS}/report/tables/{{table_stem}}.log",
     params:
-        script=script("make_tables.py"),
+        script=script_path("make_tables.py"),
         table=lambda w: TABLE_OF_STEM[w.table_stem],
         table5=lambda w, input: ["--table5", input.table5] if "table5" in input.keys() else [],
         label=LABEL,
@@ -50,7 +50,7 @@ rule paper_figure:
     log:
         f"{LOGS}/report/figures/{{figure}}.log",
     params:
-        script=script("make_figure.py"),
+        script=script_path("make_figure.py"),
         loss=lambda w, input: ["--loss", *input.loss] if input.loss else [],
         label=LABEL,
         caption=lambda w: caption_text(w.figure),
@@ -68,13 +68,12 @@ rule provenance:
     log:
         f"{LOGS}/report/provenance.log",
     params:
-        script=script("write_provenance.py"),
-        config=json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str),
+        config_sha256=CONFIG_SHA256,  # a changed config or revision reruns the record
         revision=GIT_REVISION,
     conda:
         "../envs/analysis.yaml"
-    shell:
-        "python {params.script} --config {params.config:q} --output {output:q} > {log} 2>&1"
+    script:
+        "../workflow_scripts/write_provenance.py"
 
 
 rule tables:
@@ -98,11 +97,8 @@ rule report:
         f"{LOGS}/report/report.log",
     params:
         snakefile=workflow.main_snakefile,
-        config=json.dumps(config, sort_keys=True, default=str),
+        config_sha256=CONFIG_SHA256,
     conda:
         "../envs/analysis.yaml"
-    shell:
-        # the report of this same workflow and config, built by a read-only (--nolock) second snakemake
-        "echo {params.config:q} > {output}.config.json && "
-        "snakemake --snakefile {params.snakefile:q} --directory . --nolock --configfile {output}.config.json "
-        "--report {output:q} > {log} 2>&1; rc=$?; rm -f {output}.config.json; exit $rc"
+    script:
+        "../workflow_scripts/build_report.py"

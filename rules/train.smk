@@ -13,7 +13,7 @@ rule prepare_model:
     log:
         f"{LOGS}/train/prepare_model/{{model}}.log",
     params:
-        script=script("prepare_model.py"),
+        script=script_path("prepare_model.py"),
         outdir=lambda w, output: str(Path(output[0]).parent),
         flags=get_prepare_model_flags,
     conda:
@@ -31,7 +31,7 @@ rule reference_logprobs:
     log:
         f"{LOGS}/train/reference_logprobs/{{model}}/{{dataset}}.log",
     params:
-        script=script("reference_logprobs.py"),
+        script=script_path("reference_logprobs.py"),
         model_dir=lambda w: base_model_dir(w.model),
         token_budget=CFG["training"].get("token_budget", 8192),
         precision=CFG["training"].get("precision", "bf16"),
@@ -59,7 +59,7 @@ rule train_model:
     benchmark:
         f"{RESULTS}/benchmarks/train_model/{{run}}.tsv"
     params:
-        script=script("train.py"),
+        script=script_path("train.py"),
         launcher=get_train_launcher,
         settings=get_train_settings,
     threads: lambda w: train_resources(run_of(w).model)["cpus_per_task"]

@@ -18,7 +18,7 @@ $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 
 install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
 
-demo: install  ## run the embedded demo (CPU, offline, minutes)
+demo: install  ## run the embedded demo (CPU, offline, minutes); ends with results/report.html
 	snakemake --profile profiles/demo
 
 test: lint  ## lint, then run the test suite
@@ -28,9 +28,10 @@ lint: install  ## ruff + snakemake --lint
 	ruff check src tests workflow_scripts benchmarks resources/eval/lm_eval/build_local_tasks.py
 	snakemake --lint
 
-bench: install  ## benchmarks: role records vs a plain tokenizer call; packed trainer vs batch size 1
+bench: install  ## benchmarks: role records vs a tokenizer call; packed trainer vs batch size 1; batched generation
 	python benchmarks/bench_role_record.py
 	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048
+	python benchmarks/bench_generation.py --threads 1 --batch-size 16 64 --rounds 3
 
 slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works from anywhere
 	mkdir -p $(HOME)/.config/snakemake

@@ -3,7 +3,7 @@
 #   1. cluster/slurm_local_up.sh (installs slurm + munge if missing, starts the daemons)
 #   2. snakemake --profile profiles/slurm --configfile profiles/demo/demo_config.yaml
 #      data results_slurm/train/demo_llama__lima_head64__it__ep2 and its evaluation jobs
-#      results_slurm/eval/demo_llama__lima_head64__it__ep2/{output_loss,piqa}.json
+#      results_slurm/eval/demo_llama__lima_head64__it__ep2/{output_loss,winogrande}.json
 #      into results_slurm/ and logs_slurm/ (the demo's results/ and logs/ are not touched;
 #      training checkpoints go to results_slurm/scratch, not to scratch/)
 #   3. checks that every convert_dataset, role_record, train_model and evaluation job went through sbatch and
@@ -85,7 +85,7 @@ EOF
 SMK=(snakemake --profile profiles/slurm --nolock
      --configfile profiles/demo/demo_config.yaml "$WORK/slurm_test.yaml"
      --config "results_dir=$RESULTS" "logs_dir=$LOGS")
-TARGETS=(data "$RESULTS/train/$TRAIN_RUN" "$RESULTS/eval/$TRAIN_RUN/output_loss.json" "$RESULTS/eval/$TRAIN_RUN/piqa.json")
+TARGETS=(data "$RESULTS/train/$TRAIN_RUN" "$RESULTS/eval/$TRAIN_RUN/output_loss.json" "$RESULTS/eval/$TRAIN_RUN/winogrande.json")
 
 rm -rf "$RESULTS" "$LOGS"
 
@@ -166,10 +166,10 @@ python - "$RESULTS/eval/$TRAIN_RUN" <<'EOF' || fail "evaluation results of $TRAI
 import json, math, sys
 from pathlib import Path
 loss = json.loads(Path(sys.argv[1], "output_loss.json").read_text())
-piqa = json.loads(Path(sys.argv[1], "piqa.json").read_text())
+winogrande = json.loads(Path(sys.argv[1], "winogrande.json").read_text())
 assert math.isfinite(loss["heldout"]["mean"]) and math.isfinite(loss["train"]["mean"]), loss
-assert piqa["status"] == "scored" and 0 <= piqa["value"] <= 1, piqa
-print(f"[test_slurm_demo] eval: held-out output loss {loss['heldout']['mean']:.3f}, piqa {piqa['value']:.3f}")
+assert winogrande["status"] == "scored" and 0 <= winogrande["value"] <= 1, winogrande
+print(f"[test_slurm_demo] eval: held-out output loss {loss['heldout']['mean']:.3f}, winogrande {winogrande['value']:.3f}")
 EOF
 
 # ---- which jobs went through sbatch ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,20 @@ SHIPPED = {
     "alpagasus_alpaca_5k": RESOURCES / "data" / "alpagasus_claude_t45_alpaca.jsonl",
 }
 LLAMA2_TOKENIZER = RESOURCES / "tokenizers" / "llama2" / "tokenizer.model"
+# the demo's model: a 2-layer Llama with the Llama-2 vocabulary, initialised from a fixed seed
+TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny model directory (weights + tokenizer), built once per session by the workflow's script.
+    Shared: tests must not write into it."""
+    out = tmp_path_factory.mktemp("tiny_model") / "tiny_llama"
+    subprocess.run([sys.executable, "workflow_scripts/prepare_model.py", "--output", str(out),
+                    "--init", json.dumps(TINY_MODEL), "--tokenizer-model", str(LLAMA2_TOKENIZER)],
+                   cwd=REPO, check=True, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="session")

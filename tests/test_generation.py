@@ -21,26 +21,12 @@ from imrepro.messages import load_messages_jsonl
 from imrepro.regen_bleu import bleu_scores, regeneration_pair
 from imrepro.token_backends import SentencePieceBackend
 
-TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "seed": 0}
 SCRIPTS = REPO / "workflow_scripts"
 MT_QUESTIONS = RESOURCES / "eval" / "mt_bench" / "question.jsonl"
 DAVINCI = RESOURCES / "eval" / "alpaca_eval" / "text_davinci_003_outputs.json"
 PROMPTS = [generation_prompt(text) for text in (
     "Hi", "Tell me a long story about a dragon, a knight and a very old castle on a hill.", "What is 2+2?",
     "Name three colours.", "x" * 40, "def add(a, b):\n    return", "Translate 'good morning' to French.")]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        from prepare_model import init_model
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    out = tmp_path_factory.mktemp("generation") / "tiny_llama"
-    init_model(TINY_MODEL, LLAMA2_TOKENIZER, out)
-    return out
 
 
 @pytest.fixture(scope="module")

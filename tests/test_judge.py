@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LLAMA2_TOKENIZER, REPO, RESOURCES
+from conftest import REPO, RESOURCES
 from imrepro import mt_bench
 from imrepro.judge_client import (
     JsonlCache,
@@ -39,8 +39,6 @@ from imrepro.judge_client import (
 from imrepro.judge_server import Completion, EchoScoreBackend, HFBackend, serve_in_thread
 from stub_endpoint import StubEndpoint
 
-TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "seed": 0}
 SERVED = "demo-judge"
 KEY_ENV = "IMREPRO_TEST_JUDGE_KEY"
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -51,15 +49,6 @@ ALPACA_CONFIGS = Path(importlib.util.find_spec("alpaca_eval").submodule_search_l
 
 def _post_count(server) -> int:
     return server.stats["POST /v1/chat/completions"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("judge_model") / "tiny_llama"
-    subprocess.run([sys.executable, "workflow_scripts/prepare_model.py", "--output", str(out),
-                    "--init", json.dumps(TINY_MODEL), "--tokenizer-model", str(LLAMA2_TOKENIZER)],
-                   cwd=REPO, check=True, capture_output=True)
-    return out
 
 
 @pytest.fixture(scope="module")

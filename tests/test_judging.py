@@ -17,15 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LLAMA2_TOKENIZER, REPO, RESOURCES
+from conftest import REPO, RESOURCES
 from imrepro import alpaca_eval_judge as ae
 from imrepro import mt_bench
 from imrepro.judge_client import JudgeClient, JudgeResponseError
 from imrepro.judge_server import Completion, serve_in_thread
 from stub_endpoint import StubEndpoint
 
-TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "seed": 0}
 MT = RESOURCES / "eval" / "mt_bench"
 AE = RESOURCES / "eval" / "alpaca_eval"
 KEY_ENV = "IMREPRO_TEST_JUDGING_KEY"
@@ -48,15 +46,6 @@ def local_judge_posts(proc: subprocess.CompletedProcess) -> int:
     marker = "local judge server answered "
     (line,) = [line for line in proc.stderr.splitlines() if marker in line]
     return int(line.split(marker)[1].split()[0])
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("judging_model") / "tiny_llama"
-    subprocess.run([sys.executable, "workflow_scripts/prepare_model.py", "--output", str(out),
-                    "--init", json.dumps(TINY_MODEL), "--tokenizer-model", str(LLAMA2_TOKENIZER)],
-                   cwd=REPO, check=True, capture_output=True)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LLAMA2_TOKENIZER, REPO
+from conftest import REPO
 from imrepro import lm_eval_tasks as let
 from imrepro.aggregate import PAPER_TASKS, task_scores_from_lm_eval
 
@@ -27,8 +27,6 @@ LOCAL_YAMLS = sorted((ROOT / "tasks").rglob("*.yaml"))
 TASK_YAMLS = [p for p in LOCAL_YAMLS if not p.name.startswith("_")]
 GROUP_YAMLS = [p for p in LOCAL_YAMLS if p.name.startswith("_")]
 SCRIPT = REPO / "workflow_scripts" / "eval_lm_eval.py"
-TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "seed": 0}
 NAME_KEYS = {"task", "tag", "group"}
 DATA_KEYS = {"dataset_path", "dataset_name", "dataset_kwargs"}
 SPLIT_KEYS = {"training_split", "validation_split", "test_split", "fewshot_split"}
@@ -216,15 +214,6 @@ def test_default_shots():
 # ---------------------------------------------------------------------------------------------
 # (c) end to end with a tiny random model
 # ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("lm_eval_model") / "tiny_llama"
-    subprocess.run([sys.executable, "workflow_scripts/prepare_model.py", "--output", str(out),
-                    "--init", json.dumps(TINY_MODEL), "--tokenizer-model", str(LLAMA2_TOKENIZER)],
-                   cwd=REPO, check=True, capture_output=True)
-    return out
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

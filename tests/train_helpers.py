@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import LLAMA2_TOKENIZER, REPO, SHIPPED
+from conftest import LLAMA2_TOKENIZER, REPO, SHIPPED, TINY_MODEL
 
 TRAIN = REPO / "workflow_scripts" / "train.py"
-TINY_MODEL = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "seed": 0}
 _INPUTS: dict[str, Path] = {}
 
 

@@ -25,7 +25,7 @@ import _bootstrap
 from imrepro import alpaca_eval_judge as ae
 from imrepro.atomic import atomic_path
 from imrepro.judge_client import JudgeError, JudgeResponseError
-from imrepro.judge_endpoint import add_judge_arguments, open_judge
+from imrepro.judge_endpoint import add_judge_arguments, open_judge, positive_int
 
 log = logging.getLogger("eval_alpaca_eval")
 REPORTED = ("win_rate", "standard_error", "lc_win_rate", "lc_standard_error", "lc_note", "discrete_win_rate",
@@ -47,13 +47,11 @@ def main() -> None:
     parser.add_argument("--outputs", required=True, type=Path, help="model outputs: JSON list of {instruction, output}")
     parser.add_argument("--reference", required=True, type=Path,
                         help="reference outputs of every instruction of --outputs (the full 805)")
-    parser.add_argument("--limit", type=int, help="judge only the first N model outputs")
+    parser.add_argument("--limit", type=positive_int, help="judge only the first N model outputs")
     parser.add_argument("--output", required=True, type=Path, help="result JSON")
     parser.add_argument("--annotations-output", required=True, type=Path, help="alpaca_eval's annotations (JSON)")
     add_judge_arguments(parser)
     args = parser.parse_args()
-    if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be at least 1")
 
     outputs, references, positions = ae.pair_with_reference(
         read_json_list(args.outputs), read_json_list(args.reference), args.limit, str(args.outputs),

@@ -22,7 +22,7 @@ import _bootstrap
 from imrepro import mt_bench
 from imrepro.atomic import atomic_open
 from imrepro.judge_client import JudgeError, JudgeResponseError
-from imrepro.judge_endpoint import add_judge_arguments, open_judge
+from imrepro.judge_endpoint import add_judge_arguments, open_judge, positive_int
 
 log = logging.getLogger("eval_mt_bench_judge")
 
@@ -66,13 +66,11 @@ def main() -> None:
     parser.add_argument("--questions", required=True, type=Path, help="MT-Bench question.jsonl")
     parser.add_argument("--reference", required=True, type=Path, help="GPT-4 reference answers (math/reasoning/coding)")
     parser.add_argument("--judge-prompts", required=True, type=Path, help="FastChat judge_prompts.jsonl")
-    parser.add_argument("--limit", type=int, help="judge only the first N questions of --questions")
+    parser.add_argument("--limit", type=positive_int, help="judge only the first N questions of --questions")
     parser.add_argument("--output", required=True, type=Path, help="result JSON")
     parser.add_argument("--judgments-output", required=True, type=Path, help="one JSON line per judgement")
     add_judge_arguments(parser)
     args = parser.parse_args()
-    if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be at least 1")
 
     for path in (args.questions, args.reference, args.judge_prompts):
         if not path.is_file():

@@ -26,6 +26,14 @@ from imrepro.judge_client import JudgeClient, JudgeError, JudgeUnavailableError
 log = logging.getLogger(__name__)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of ``--limit``-like flags."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("judge")
     group.add_argument("--judge-model", required=True, help="model name sent to the endpoint (gpt-4, ...)")

@@ -7,7 +7,10 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from imrepro import eval_catalogue as cat  # noqa: E402
 from imrepro import workflow_config as wc  # noqa: E402
+from imrepro.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
+from imrepro.provenance import git_revision  # noqa: E402
 
 CFG = wc.prepare(config)
 REPO = Path(workflow.basedir)
@@ -183,8 +186,6 @@ def get_train_settings(wildcards):
 
 
 # ---- evaluation -------------------------------------------------------------------------------
-from imrepro import eval_catalogue as cat  # noqa: E402
-from imrepro.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
 
 EVAL = CFG.get("evaluation") or {}
 TARGETS = wc.eval_targets(CFG)
@@ -352,8 +353,6 @@ def runs_table_rows():
         rows.append(row)
     return rows
 
-
-from imrepro.provenance import git_revision  # noqa: E402
 
 GIT_REVISION = json.dumps(git_revision(REPO))  # a new revision reruns the provenance record
 CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()

@@ -10,13 +10,11 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 import _bootstrap
 from imrepro.atomic import atomic_open
 from imrepro.output_loss import describe, per_example_output_loss
 from imrepro.role_record import load_role_record
-from imrepro.trainer import resolve_attn_implementation
+from imrepro.scoring import load_scoring_model
 
 
 def main() -> None:
@@ -31,15 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.train or args.heldout):
         raise ValueError("nothing to score: give --train and/or --heldout")
-    if not (args.model / "config.json").is_file():
-        raise FileNotFoundError(f"{args.model}: not a model directory (no config.json)")
-
-    from transformers import AutoModelForCausalLM
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    attn = resolve_attn_implementation("auto")
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation=attn).to(device)
+    model, attn, device = load_scoring_model(args.model)
     result = {"benchmark": "output_loss", "kind": "loss", "status": "scored", "run": args.run, "model": str(args.model)}
     for split, path in (("train", args.train), ("heldout", args.heldout)):
         if path is None:

@@ -10,13 +10,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import _bootstrap
 from imrepro.atomic import atomic_path
 from imrepro.role_record import load_role_record
-from imrepro.scoring import token_logprobs
-from imrepro.trainer import resolve_attn_implementation
+from imrepro.scoring import load_scoring_model, token_logprobs
 
 
 def main() -> None:
@@ -28,14 +26,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     args = parser.parse_args()
 
-    from transformers import AutoModelForCausalLM
-
-    if not (args.model / "config.json").is_file():
-        raise FileNotFoundError(f"{args.model}: not a model directory (no config.json)")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if args.precision == "bf16" and device == "cuda" else torch.float32
-    attn = resolve_attn_implementation("auto")
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation=attn).to(device)
+    model, attn, device = load_scoring_model(args.model, args.precision)
     record = load_role_record(args.record)
     logp = token_logprobs(model, record, args.token_budget, attn, device)
     with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:

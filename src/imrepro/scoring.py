@@ -16,6 +16,23 @@ from imrepro.loss import token_nll
 from imrepro.role_record import RoleRecord
 
 
+def load_scoring_model(model_dir, precision: str = "bf16"):
+    """``(model, attn_implementation, device)``: a causal LM for scoring, bf16 on a GPU when asked, else fp32."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from imrepro.trainer import resolve_attn_implementation
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: not a model directory (no config.json)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if precision == "bf16" and device == "cuda" else torch.float32
+    attn = resolve_attn_implementation("auto")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn).to(device)
+    return model, attn, device
+
+
 @torch.no_grad()
 def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementation: str,
                    device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:

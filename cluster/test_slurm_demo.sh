@@ -22,13 +22,9 @@
 #   IMREPRO_SLURM_TEST_KEEP=1 cluster/test_slurm_demo.sh   # keep outputs and leave SLURM running
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
-export PATH="$REPO/.venv/bin:$PATH"          # rules call `python`; jobs inherit PATH (--export=ALL)
-unset SLURM_CONF                             # the cluster is configured at /etc/slurm/slurm.conf
-STATE_DIR=${SLURM_LOCAL_DIR:-/tmp/imrepro-slurm}
+TEST_NAME=test_slurm_demo
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"   # REPO, PATH, STATE_DIR, KEEP, say/fail, SUDO
 RUN_TIMEOUT_S=${IMREPRO_SLURM_TEST_TIMEOUT_S:-390}
-KEEP=${IMREPRO_SLURM_TEST_KEEP:-0}
 PREEMPTION=${IMREPRO_SLURM_TEST_PREEMPTION:-1}
 PREEMPTION_MIN_S=280        # least time to leave for test_slurm_preemption.sh (it needs ~190-260)
 if [[ $PREEMPTION == 1 ]]; then BUDGET_S=${IMREPRO_SLURM_TEST_BUDGET_S:-780}
@@ -41,16 +37,6 @@ TRAIN_RUN=demo_llama__lima_head64__it__ep2   # one demo training run (cheapest: 
 JOB_RULES=(convert_dataset role_record train_model output_loss lm_eval_task)   # rules that must run as SLURM jobs
 LOCAL_RULES=(download_source dataset_stats table5 data prepare_model)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
-
-say() { echo "[test_slurm_demo] $*"; }
-fail() { echo "[test_slurm_demo] FAIL: $*" >&2; exit 1; }
-
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || fail "needs root or sudo to start SLURM"
-    SUDO=(sudo --preserve-env=SLURM_LOCAL_DIR,SLURM_LOCAL_WAIT_S,SLURM_LOCAL_KILL_WAIT)
-fi
-command -v snakemake >/dev/null || fail "no snakemake on PATH (make install)"
 
 cleanup() {
     local rc=$?
@@ -150,9 +136,7 @@ fi
 say "snakemake finished in ${run_s}s"
 [[ -s $RESULTS/tables/table5_dataset_stats.csv ]] || fail "no $RESULTS/tables/table5_dataset_stats.csv"
 model_dir=$RESULTS/train/$TRAIN_RUN
-for f in config.json model.safetensors train_summary.json; do
-    [[ -s $model_dir/$f ]] || fail "no $model_dir/$f"
-done
+check_model_dir "$model_dir"
 python - "$model_dir/train_summary.json" <<'EOF' || fail "$model_dir/train_summary.json is not a finished run"
 import json, sys
 s = json.load(open(sys.argv[1]))

@@ -28,13 +28,9 @@
 #   IMREPRO_SLURM_TEST_KEEP=1 cluster/test_slurm_preemption.sh       # keep outputs, leave SLURM up
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
-export PATH="$REPO/.venv/bin:$PATH"          # rules call `python`; jobs inherit PATH (--export=ALL)
-unset SLURM_CONF                             # the cluster is configured at /etc/slurm/slurm.conf
-STATE_DIR=${SLURM_LOCAL_DIR:-/tmp/imrepro-slurm}
+TEST_NAME=test_slurm_preemption
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"   # REPO, PATH, STATE_DIR, KEEP, say/fail, SUDO
 NESTED=${IMREPRO_SLURM_TEST_NESTED:-0}       # 1: called by test_slurm_demo.sh (it owns cluster+dirs)
-KEEP=${IMREPRO_SLURM_TEST_KEEP:-0}
 RESULTS=${IMREPRO_SLURM_TEST_RESULTS:-results_slurm}
 LOGS=${IMREPRO_SLURM_TEST_LOGS:-logs_slurm}
 RUN_TIMEOUT_S=${IMREPRO_SLURM_PREEMPT_TIMEOUT_S:-330}
@@ -51,16 +47,6 @@ DATASET=lima_head64
 METHOD=it
 CALIB_RUN=${MODEL}__${DATASET}__${METHOD}__ep2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-preempt.XXXXXX")
-
-say() { echo "[test_slurm_preemption] $*"; }
-fail() { echo "[test_slurm_preemption] FAIL: $*" >&2; exit 1; }
-
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || fail "needs root or sudo to start SLURM"
-    SUDO=(sudo --preserve-env=SLURM_LOCAL_DIR,SLURM_LOCAL_WAIT_S,SLURM_LOCAL_KILL_WAIT)
-fi
-command -v snakemake >/dev/null || fail "no snakemake on PATH (make install)"
 
 cleanup() {
     local rc=$?
@@ -235,9 +221,7 @@ train_log=$LOGS/train/train_model/$RUN.log
 grep -q "resuming from" "$train_log" || { tail -n 20 "$train_log" >&2; fail "no 'resuming from' in $train_log"; }
 say "$(grep -o 'resuming from .*' "$train_log" | head -n1)"
 model_dir=$RESULTS/train/$RUN
-for f in config.json model.safetensors train_summary.json; do
-    [[ -s $model_dir/$f ]] || fail "no $model_dir/$f"
-done
+check_model_dir "$model_dir"
 python - "$model_dir/train_summary.json" <<'EOF' || fail "$model_dir/train_summary.json: not a resumed, finished run"
 import json, sys
 s = json.load(open(sys.argv[1]))

@@ -123,9 +123,12 @@ def get_prepare_model_flags(wildcards):
     return ["--hf-id", spec["hf_id"], "--revision", spec.get("revision", "main")]
 
 
+DEFAULT_RESOURCES = {"gpu": 0, "cpus_per_task": 1, "mem_mb": 8000, "runtime": 60}
+
+
 def train_resources(model):
-    defaults = {"gpu": 0, "cpus_per_task": 1, "mem_mb": 8000, "runtime": 60}
-    return {**defaults, **CFG["training"].get("resources", {}), **CFG["models"][model].get("train_resources", {})}
+    return {**DEFAULT_RESOURCES, **CFG["training"].get("resources", {}),
+            **CFG["models"][model].get("train_resources", {})}
 
 
 def get_train_launcher(wildcards, resources):
@@ -230,8 +233,7 @@ def target_model_param(wildcards):
 
 
 def eval_resources(key):
-    defaults = {"gpu": 0, "cpus_per_task": 1, "mem_mb": 8000, "runtime": 60}
-    return {**defaults, **EVAL.get("resources", {})}[key]
+    return {**DEFAULT_RESOURCES, **EVAL.get("resources", {})}[key]
 
 
 def limit_flag(section):

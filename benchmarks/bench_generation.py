@@ -1,4 +1,4 @@
-"""Generation throughput: the batched interface (imrepro.generation, HF back-end) vs one prompt at a time.
+"""Generation throughput: the batched interface (imrepro.eval.generation, HF back-end) vs one prompt at a time.
 
     python benchmarks/bench_generation.py [--model DIR] [--threads 1] [--batch-size 16 64] [--rounds 3]
 
@@ -49,7 +49,7 @@ def main() -> None:
 
     import torch
 
-    from imrepro.generation import Sampling, chat_prompt, load_generator
+    from imrepro.eval.generation import Sampling, chat_prompt, load_generator
 
     if args.threads:
         torch.set_num_threads(args.threads)

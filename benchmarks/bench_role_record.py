@@ -3,7 +3,7 @@
     python benchmarks/bench_role_record.py [--repeats 3]
 
 For each shipped dataset it times (best of --repeats interleaved runs, after a warm-up):
-  * role record: render Tulu segments + tokenize + per-token roles (imrepro.role_record)
+  * role record: render Tulu segments + tokenize + per-token roles (imrepro.data.role_record)
   * sentencepiece: plain ``sp.encode(texts)`` of the already rendered texts (ids only)
   * hf fast: plain ``tokenizer(texts)`` with the fast Llama tokenizer that transformers builds
     from the same tokenizer.model (``LlamaTokenizer.from_pretrained(dir)``, the usual way a
@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from imrepro.chat_format import render_text  # noqa: E402
-from imrepro.messages import load_messages_jsonl  # noqa: E402
-from imrepro.role_record import build_role_record  # noqa: E402
-from imrepro.token_backends import HFBackend, SentencePieceBackend  # noqa: E402
+from imrepro.data.chat_format import render_text  # noqa: E402
+from imrepro.data.messages import load_messages_jsonl  # noqa: E402
+from imrepro.data.role_record import build_role_record  # noqa: E402
+from imrepro.data.token_backends import HFBackend, SentencePieceBackend  # noqa: E402
 
 DATASETS = {
     "lima": "lima_data.jsonl",

@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048   # CPU, 19.5M-param Llama
     python benchmarks/bench_train.py --device cuda --model-size 1b          # GPU only (bf16, see below)
 
-Both contenders are the real trainer, ``imrepro.trainer.train()``, on the same model and the same
+Both contenders are the real trainer, ``imrepro.train.trainer.train()``, on the same model and the same
 role record (the first ``--examples`` examples of the Alpagasus Dolly 3k slice, truncated at
 ``--max-length`` tokens, Llama-2 tokenizer), with the same seed, so they run the same optimizer
 steps on the same examples:
@@ -80,9 +80,9 @@ def build_inputs(args, workdir: Path) -> tuple[Path, Path, int]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from imrepro.messages import load_messages_jsonl
-    from imrepro.role_record import build_role_record, save_role_record
-    from imrepro.token_backends import SentencePieceBackend
+    from imrepro.data.messages import load_messages_jsonl
+    from imrepro.data.role_record import build_role_record, save_role_record
+    from imrepro.data.token_backends import SentencePieceBackend
 
     backend = SentencePieceBackend(TOKENIZER)
     examples = load_messages_jsonl(DATA)[: args.examples]
@@ -111,7 +111,7 @@ def run_once(args, contender: str, budget: int | None, record_path: Path, model_
     """One ``train()`` call; returns tokens, step seconds and (GPU) peak memory."""
     import torch
 
-    from imrepro.trainer import TrainSettings, train
+    from imrepro.train.trainer import TrainSettings, train
 
     cuda = args.device == "cuda"
     if cuda:
@@ -152,7 +152,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
         record_path, model_path, n_params = build_inputs(args, workdir)
-        from imrepro.role_record import load_role_record
+        from imrepro.data.role_record import load_role_record
         record = load_role_record(record_path)
         device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
         shape = MODEL_SIZES[args.model_size]

@@ -7,10 +7,10 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from imrepro import eval_catalogue as cat  # noqa: E402
-from imrepro import workflow_config as wc  # noqa: E402
-from imrepro.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
-from imrepro.provenance import git_revision  # noqa: E402
+from imrepro.eval import catalogue as cat  # noqa: E402
+from imrepro.core import workflow_config as wc  # noqa: E402
+from imrepro.eval.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
+from imrepro.core.provenance import git_revision  # noqa: E402
 
 CFG = wc.prepare(config)
 REPO = Path(workflow.basedir)
@@ -365,7 +365,7 @@ def alpaca_eval_reference(version):
 
 
 # ---- tables, figures, report -------------------------------------------------------------------
-TABLES = {  # table key -> file stem under results/tables (imrepro.tables)
+TABLES = {  # table key -> file stem under results/tables (imrepro.report.tables)
     "table1": "table1_main_results",
     "table2": "table2_regeneration_bleu",
     "table3": "table3_kl_regularised_it",

@@ -37,7 +37,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sp_backend():
-    from imrepro.token_backends import SentencePieceBackend
+    from imrepro.data.token_backends import SentencePieceBackend
     return SentencePieceBackend(LLAMA2_TOKENIZER)
 
 

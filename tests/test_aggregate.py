@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imrepro import aggregate
-from imrepro.aggregate import CATEGORIES, CODE_TASKS, MEAN_NAME, PAPER_TASKS
+from imrepro.eval import aggregate
+from imrepro.eval.aggregate import CATEGORIES, CODE_TASKS, MEAN_NAME, PAPER_TASKS
 
 PAPER_CSV = Path(__file__).resolve().parents[1] / "resources" / "paper" / "paper_results.csv"
 

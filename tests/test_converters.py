@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SHIPPED
-from imrepro.converters import run_converter
-from imrepro.messages import DataFormatError, load_messages_jsonl, make_example
-from imrepro.subsets import instruction_output_ratio, ratio_subset, size_subset
-from imrepro.tulu_templates import TEMPLATES_WITH_INPUT, TEMPLATES_WITHOUT_INPUT, choose_template
+from imrepro.data.converters import run_converter
+from imrepro.data.messages import DataFormatError, load_messages_jsonl, make_example
+from imrepro.data.subsets import instruction_output_ratio, ratio_subset, size_subset
+from imrepro.data.tulu_templates import TEMPLATES_WITH_INPUT, TEMPLATES_WITHOUT_INPUT, choose_template
 
 
 def template_regex(template: str) -> re.Pattern:

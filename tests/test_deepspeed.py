@@ -23,7 +23,7 @@ STAGES = ("zero2", "zero3")
 
 
 def test_deepspeed_config_is_filled_from_the_settings():
-    from imrepro.trainer import TrainSettings, _configure_deepspeed
+    from imrepro.train.trainer import TrainSettings, _configure_deepspeed
 
     base = json.loads((REPO / "configs" / "deepspeed" / "zero3.json").read_text())
     ours = TrainSettings(model_path="m", record_path="r", output_dir="o", scratch_dir="s", max_grad_norm=0.5)

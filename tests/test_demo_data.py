@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from conftest import REPO, SHIPPED, snakemake
-from imrepro.chat_format import Role
-from imrepro.role_record import load_role_record
+from imrepro.data.chat_format import Role
+from imrepro.data.role_record import load_role_record
 from test_stats import PAPER_METRICS, paper_table5
 
 DEMO = str(REPO / "profiles" / "demo")
@@ -74,7 +74,7 @@ def test_invalid_line_names_file_line_field_and_writes_nothing(tmp_path):
     lines = SHIPPED["lima"].read_text().splitlines()
     lines[41] = lines[41].replace('"role": "assistant"', '"role": "bot"', 1)
     bad.write_text("\n".join(lines) + "\n")
-    from imrepro.download import sha256_file
+    from imrepro.data.download import sha256_file
     result = build_lima_from(tmp_path, {"shipped": str(bad), "sha256": sha256_file(bad)})
     assert result.returncode != 0
     log = (tmp_path / "logs/data/convert_dataset/lima.log").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHIPPED
-from imrepro.download import ChecksumMismatch, DownloadError, fetch, git_blob_sha1, sha256_file
+from imrepro.data.download import ChecksumMismatch, DownloadError, fetch, git_blob_sha1, sha256_file
 
 LIMA = SHIPPED["lima"]
 LIMA_SHA256 = "c15ce7cacc2696192727351f4392dc059608dc5a96d69bb69f8ca461725c15b1"

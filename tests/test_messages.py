@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from imrepro.messages import DataFormatError, read_messages_jsonl, validate_example, write_messages_jsonl
+from imrepro.data.messages import DataFormatError, read_messages_jsonl, validate_example, write_messages_jsonl
 
 GOOD = {"dataset": "t", "id": "t_0",
         "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from imrepro.neftune import NEFTune, neftune_scale
-from imrepro.packing import Example, collate_packed, collate_padded, model_inputs
+from imrepro.train.neftune import NEFTune, neftune_scale
+from imrepro.train.packing import Example, collate_packed, collate_padded, model_inputs
 
 VOCAB = 512
 HIDDEN = 64

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from imrepro.chat_format import Role
-from imrepro.packing import (
+from imrepro.data.chat_format import Role
+from imrepro.train.packing import (
     Example,
     PackedBatch,
     PaddedBatch,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import SHIPPED
-from imrepro.chat_format import Role, render_segments, render_text
-from imrepro.messages import load_messages_jsonl
-from imrepro.role_record import build_role_record, load_role_record, save_role_record
+from imrepro.data.chat_format import Role, render_segments, render_text
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.role_record import build_role_record, load_role_record, save_role_record
 
 TWO_TURNS = {"id": "x", "messages": [
     {"role": "system", "content": "You are terse."},
@@ -69,7 +69,7 @@ def test_fast_offsets_give_the_same_roles_as_sentencepiece_offsets(sp_backend):
     """The vectorised offset path agrees with SentencePiece's own piece offsets."""
     examples = load_messages_jsonl(SHIPPED["alpagasus_dolly_3k"])[:400]
     record = build_role_record(examples, sp_backend, None, progress=False)
-    from imrepro.role_record import _segment_table, assign_roles
+    from imrepro.data.role_record import _segment_table, assign_roles
     for i, example in enumerate(examples):
         segments = render_segments(example["messages"])
         text = "".join(s.text for s in segments)
@@ -111,7 +111,7 @@ def test_hf_backend_assigns_roles_from_character_offsets(tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from imrepro.token_backends import HFBackend
+    from imrepro.data.token_backends import HFBackend
 
     corpus = [render_text(TWO_TURNS["messages"])] * 20
     tok = Tokenizer(models.BPE(unk_token=None))

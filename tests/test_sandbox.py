@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imrepro import humaneval, sandbox
+from imrepro.eval import humaneval, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 ISOLATION = sandbox.detect_isolation()
@@ -170,7 +170,7 @@ def test_unprivileged_user_namespace_mode():
     if not os.path.exists(python) or not sandbox._world_executable(python):
         pytest.skip("no world-executable system python")
     script = (
-        "import os, sys\nsys.path.insert(0, sys.argv[1])\nfrom imrepro import sandbox\n"
+        "import os, sys\nsys.path.insert(0, sys.argv[1])\nfrom imrepro.eval import sandbox\n"
         "iso = sandbox.detect_isolation()\nprint(iso.mode)\n"
         "r = sandbox.run_program('import socket\\nsocket.create_connection((\"127.0.0.1\", 9), timeout=1)')\n"
         "assert r.status == 'failed' and 'unreachable' in r.stderr_tail, r\n"

@@ -5,8 +5,8 @@ import csv
 import pytest
 
 from conftest import RESOURCES, SHIPPED
-from imrepro.messages import load_messages_jsonl
-from imrepro.stats import instruction_output_words, table5_row
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.stats import instruction_output_words, table5_row
 
 PAPER_NAMES = {"lima": "LIMA", "alpagasus_dolly_3k": "Alpagasus Dolly 3k",
                "alpagasus_alpaca_5k": "Alpagasus Alpaca 5k"}

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrepro import figures, tables
-from imrepro.aggregate import CATEGORIES, MEAN_NAME
-from imrepro.report_inputs import load_eval_long, load_paper, load_runs, name_key
+from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
+from imrepro.report import figures, tables
+from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs, name_key
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CSV = REPO / "resources" / "paper" / "paper_results.csv"

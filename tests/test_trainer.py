@@ -2,7 +2,7 @@
 examples and tokens, the loss is the same packed or padded, NEFTune and the KL term act as
 specified, and bad input fails early with a clear message and no output.
 
-Runs ``imrepro.trainer.train()`` in-process (a 2-layer, hidden-32 Llama with the Llama-2
+Runs ``imrepro.train.trainer.train()`` in-process (a 2-layer, hidden-32 Llama with the Llama-2
 vocabulary; the first 24 Alpagasus Dolly examples truncated at 96 tokens, of which 2 lose their
 whole assistant turn), and ``workflow_scripts/train.py`` in a subprocess where the command-line
 error matters. Identical settings are trained once per module (``trained`` caches the runs).
@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from conftest import LLAMA2_TOKENIZER, REPO, SHIPPED
-from imrepro.chat_format import Role
-from imrepro.messages import load_messages_jsonl
-from imrepro.role_record import build_role_record, save_role_record
-from imrepro.trainer import TrainSettings, train
+from imrepro.data.chat_format import Role
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.role_record import build_role_record, save_role_record
+from imrepro.train.trainer import TrainSettings, train
 
 N_EXAMPLES = 24
 MAX_LENGTH = 96
@@ -55,8 +55,8 @@ def inputs(tmp_path_factory, sp_backend) -> dict:
     """Model directory, role record, and the base model's own reference log-probs for KL."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from imrepro.role_record import load_role_record
-    from imrepro.scoring import token_logprobs
+    from imrepro.data.role_record import load_role_record
+    from imrepro.train.scoring import token_logprobs
 
     root = tmp_path_factory.mktemp("trainer_inputs")
     record = make_record(sp_backend, root / "record.parquet", MAX_LENGTH)
@@ -241,7 +241,7 @@ def test_kl_needs_reference_logprobs(inputs, tmp_path):
 
 
 def test_examples_without_response_are_dropped_for_every_policy(trained, inputs):
-    from imrepro.role_record import load_role_record
+    from imrepro.data.role_record import load_role_record
 
     record = load_role_record(inputs["record"])
     response = {Role.ASSISTANT_CONTENT, Role.EOS}

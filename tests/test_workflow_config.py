@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from imrepro import workflow_config as wc
+from imrepro.core import workflow_config as wc
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ def run_main(main) -> None:
     user's to fix: the message says what and where. A ValueError raised inside a library
     (torch, transformers, ...) may be a bug, so its traceback follows the message.
     """
-    from imrepro.download import DownloadError
-    from imrepro.messages import DataFormatError
+    from imrepro.data.download import DownloadError
+    from imrepro.data.messages import DataFormatError
     log = logging.getLogger(Path(sys.argv[0]).stem)
     try:
         main()

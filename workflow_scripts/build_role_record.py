@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 import _bootstrap
-from imrepro.chat_format import Role
-from imrepro.messages import load_messages_jsonl
-from imrepro.role_record import build_role_record, save_role_record
-from imrepro.token_backends import TokenizerSpec, load_backend
+from imrepro.data.chat_format import Role
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.role_record import build_role_record, save_role_record
+from imrepro.data.token_backends import TokenizerSpec, load_backend
 
 log = logging.getLogger("build_role_record")
 

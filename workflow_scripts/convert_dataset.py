@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.converters import CONVERTERS, run_converter
+from imrepro.data.converters import CONVERTERS, run_converter
 
 
 def main() -> None:

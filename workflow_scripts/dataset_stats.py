@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 import _bootstrap
-from imrepro.atomic import atomic_open
-from imrepro.messages import read_messages_jsonl
-from imrepro.stats import TABLE5_COLUMNS, table5_row
+from imrepro.core.atomic import atomic_open
+from imrepro.data.messages import read_messages_jsonl
+from imrepro.data.stats import TABLE5_COLUMNS, table5_row
 
 log = logging.getLogger("dataset_stats")
 

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.atomic import atomic_open
-from imrepro.download import fetch
+from imrepro.core.atomic import atomic_open
+from imrepro.data.download import fetch
 
 log = logging.getLogger("download_source")
 

@@ -1,4 +1,4 @@
-"""AlpacaEval 1.0 / 2.0 win rate of a model's outputs, judged through alpaca_eval (imrepro.alpaca_eval_judge).
+"""AlpacaEval 1.0 / 2.0 win rate of a model's outputs, judged through alpaca_eval.
 
     python workflow_scripts/eval_alpaca_eval.py --version 1 \
         --outputs results/eval/RUN/generations/alpaca_eval_outputs.json \
@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 import _bootstrap
-from imrepro import alpaca_eval_judge as ae
-from imrepro.atomic import atomic_path
-from imrepro.judge_client import JudgeError, JudgeResponseError
-from imrepro.judge_endpoint import add_judge_arguments, open_judge, positive_int
+from imrepro.core.atomic import atomic_path
+from imrepro.eval.judge import alpaca_eval_judge as ae
+from imrepro.eval.judge.client import JudgeError, JudgeResponseError
+from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
 
 log = logging.getLogger("eval_alpaca_eval")
 REPORTED = ("win_rate", "standard_error", "lc_win_rate", "lc_standard_error", "lc_note", "discrete_win_rate",

@@ -28,9 +28,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import _bootstrap
-from imrepro import mt_bench
-from imrepro.atomic import atomic_open
-from imrepro.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
+from imrepro.core.atomic import atomic_open
+from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
+from imrepro.eval.judge import mt_bench
 
 log = logging.getLogger("eval_generate")
 

@@ -1,6 +1,6 @@
 """HumanEval as the authors ran it: 20 samples per problem at T=0.1 and T=0.7 (top-p 0.95, at most 512
 new tokens, the Codex stop sequences, the bare problem prompt without chat template), unbiased pass@k,
-the better pass@1 reported. Generated code runs only in the sandbox (imrepro.humaneval.score_samples).
+the better pass@1 reported. Generated code runs only in the sandbox (imrepro.eval.humaneval.score_samples).
 
     python workflow_scripts/eval_humaneval.py --model results/train/<run> \
         --tokenizer-model resources/tokenizers/llama2/tokenizer.model \
@@ -16,9 +16,9 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro import humaneval
-from imrepro.atomic import atomic_open
-from imrepro.generation import BACKENDS, PRECISIONS, Sampling, count_empty, load_generator
+from imrepro.core.atomic import atomic_open
+from imrepro.eval import humaneval
+from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, count_empty, load_generator
 
 log = logging.getLogger("eval_humaneval")
 

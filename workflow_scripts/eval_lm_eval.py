@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 import _bootstrap
-from imrepro.atomic import atomic_open
-from imrepro.lm_eval_tasks import SOURCES, SPECS, evaluate_task
+from imrepro.core.atomic import atomic_open
+from imrepro.eval.lm_eval_tasks import SOURCES, SPECS, evaluate_task
 
 
 def _batch_size(text: str):
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--task", required=True, help=f"task key: {', '.join(SPECS)}")
     parser.add_argument("--source", required=True, choices=SOURCES)
     parser.add_argument("--num-fewshot", type=int, default=None,
-                        help="default: the paper's shots (imrepro.lm_eval_tasks.default_num_fewshot)")
+                        help="default: the paper's shots (imrepro.eval.lm_eval_tasks.default_num_fewshot)")
     parser.add_argument("--limit", type=int, default=None, help="first N docs of each (sub)task (smoke runs)")
     parser.add_argument("--batch-size", type=_batch_size, default=8, help="int or 'auto' (default: %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

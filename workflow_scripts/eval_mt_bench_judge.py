@@ -1,4 +1,4 @@
-"""MT-Bench: single-answer grading of both turns by an LLM judge (FastChat's llm_judge protocol, imrepro.mt_bench).
+"""MT-Bench: single-answer grading of both turns by an LLM judge (FastChat's llm_judge protocol).
 
     python workflow_scripts/eval_mt_bench_judge.py --answers results/eval/RUN/generations/mt_bench_answers.jsonl \
         --questions resources/eval/mt_bench/question.jsonl \
@@ -19,10 +19,10 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro import mt_bench
-from imrepro.atomic import atomic_open
-from imrepro.judge_client import JudgeError, JudgeResponseError
-from imrepro.judge_endpoint import add_judge_arguments, open_judge, positive_int
+from imrepro.core.atomic import atomic_open
+from imrepro.eval.judge import mt_bench
+from imrepro.eval.judge.client import JudgeError, JudgeResponseError
+from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
 
 log = logging.getLogger("eval_mt_bench_judge")
 

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.atomic import atomic_open
-from imrepro.output_loss import describe, per_example_output_loss
-from imrepro.role_record import load_role_record
-from imrepro.scoring import load_scoring_model
+from imrepro.core.atomic import atomic_open
+from imrepro.data.role_record import load_role_record
+from imrepro.eval.output_loss import describe, per_example_output_loss
+from imrepro.train.scoring import load_scoring_model
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Train-set regeneration BLEU (paper Table 2): greedy outputs for the training instructions vs the training
-outputs (first user turn in Tulu format -> first assistant turn; see imrepro.regen_bleu).
+outputs (first user turn in Tulu format -> first assistant turn; see imrepro.eval.regen_bleu).
 
     python workflow_scripts/eval_regen_bleu.py --model results/train/<run> \
         --dataset results/data/canonical/lima.jsonl --max-new-tokens 8192 \
@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.atomic import atomic_open
-from imrepro.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
-from imrepro.messages import load_messages_jsonl
-from imrepro.regen_bleu import bleu_scores, regeneration_pair
+from imrepro.core.atomic import atomic_open
+from imrepro.data.messages import load_messages_jsonl
+from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
+from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
 
 log = logging.getLogger("eval_regen_bleu")
 

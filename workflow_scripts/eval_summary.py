@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 import _bootstrap
-from imrepro import aggregate, eval_summary, provenance
-from imrepro.atomic import atomic_open
+from imrepro.core import provenance
+from imrepro.core.atomic import atomic_open
+from imrepro.eval import aggregate
+from imrepro.eval import summary as eval_summary
 
 RUNS_COLUMNS = ["run", "model", "model_paper_name", "dataset", "dataset_paper_name", "compare_as", "method",
                 "method_paper_name", "epochs", "is_base", "n_examples", "ratio_output_instruction", "judge_label"]

@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.figures import FIGURES, SIZE_PATTERN, Inputs, load_losses, make_figure, save
-from imrepro.report_inputs import load_eval_long, load_paper, load_runs
+from imrepro.report.figures import FIGURES, SIZE_PATTERN, Inputs, load_losses, make_figure, save
+from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 
 
 def main() -> None:

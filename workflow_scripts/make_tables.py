@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.report_inputs import load_eval_long, load_paper, load_runs
-from imrepro.tables import ALL_TABLES, load_table5_stats, make_tables
+from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
+from imrepro.report.tables import ALL_TABLES, load_table5_stats, make_tables
 
 
 def _dataset_name(text: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ def init_model(spec: dict, tokenizer_model: Path, out: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from imrepro.trainer import save_tokenizer
+    from imrepro.train.trainer import save_tokenizer
 
     spec = dict(spec)
     if spec.pop("architecture", "llama") != "llama":

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 import _bootstrap
-from imrepro.atomic import atomic_path
-from imrepro.role_record import load_role_record
-from imrepro.scoring import load_scoring_model, token_logprobs
+from imrepro.core.atomic import atomic_path
+from imrepro.data.role_record import load_role_record
+from imrepro.train.scoring import load_scoring_model, token_logprobs
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ optionally with NEFTune. One process on CPU, or under `accelerate launch` on GPU
     accelerate launch --num_processes 4 --use_deepspeed --deepspeed_config_file configs/deepspeed/zero3.json \
         workflow_scripts/train.py --settings @settings.json
 
-`--settings` takes JSON, or @file with JSON; keys are the fields of imrepro.trainer.TrainSettings.
+`--settings` takes JSON, or @file with JSON; keys are the fields of imrepro.train.trainer.TrainSettings.
 """
 
 import argparse
@@ -18,8 +18,8 @@ import logging
 from pathlib import Path
 
 import _bootstrap
-from imrepro.label_policies import POLICIES
-from imrepro.trainer import TrainSettings, train
+from imrepro.train.label_policies import POLICIES
+from imrepro.train.trainer import TrainSettings, train
 
 
 def parse_settings(text: str) -> TrainSettings:

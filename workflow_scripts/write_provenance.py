@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import _bootstrap
-from imrepro import provenance
-from imrepro.atomic import atomic_open
+from imrepro.core import provenance
+from imrepro.core.atomic import atomic_open
 
 
 def write(config: dict, output: Path) -> None:

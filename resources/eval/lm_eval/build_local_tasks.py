@@ -383,7 +383,7 @@ def write_yaml(b: Builder, harness_yaml: Path, bench: str) -> None:
     header = (f"# Written by build_local_tasks.py (next to tasks/) from lm-evaluation-harness {LM_EVAL_VERSION}:\n"
               f"# lm_eval/tasks/{rel} (includes merged; MIT License, see ../../LICENSES/lm-evaluation-harness.txt).\n"
               "# Same prompts, targets, choices, filters and metrics as the harness task; only the name, tags\n"
-              "# and data differ. data_files are relative to resources/eval/lm_eval (where imrepro.lm_eval_tasks\n"
+              "# and data differ. data_files are relative to resources/eval/lm_eval (where imrepro.eval.lm_eval_tasks\n"
               "# builds the tasks).\n")
     body = yaml.dump(local, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**6)
     (folder / f"{'_' if 'group' in local else ''}{name}.yaml").write_text(header + body, encoding="utf-8")
@@ -591,7 +591,7 @@ The data files are converted to the schema of the Hugging Face dataset each harn
 (e.g. PIQA `valid.jsonl` + `valid-labels.lst` -> `{{goal, sol1, sol2, label}}`; ETHICS as the
 `EleutherAI/hendrycks_ethics` loading script does, with its group ids from the row index).
 
-**Use.** `imrepro.lm_eval_tasks.evaluate_task(model_dir, key, source="local")` or
+**Use.** `imrepro.eval.lm_eval_tasks.evaluate_task(model_dir, key, source="local")` or
 `workflow_scripts/eval_lm_eval.py --source local`. `data_files` are relative to this folder, so to
 run lm-eval's own CLI on them: `cd resources/eval/lm_eval && lm_eval --model hf --model_args
 pretrained=/abs/model --include_path tasks --tasks imrepro_piqa`.

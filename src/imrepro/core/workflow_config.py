@@ -1,0 +1,259 @@
+"""Checks and derived views of config.yaml that a JSON schema cannot express.
+
+The Snakefile validates types with ``schemas/config.schema.yaml`` first, then calls
+:func:`prepare` which expands the analysis-subset families into datasets, checks every
+cross-reference (a run group naming an unknown dataset, a dataset naming an unknown source,
+converter arguments that the converter does not take, ...) and raises :class:`ConfigError`
+naming the offending key before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+from imrepro.data.converters import CONVERTERS
+from imrepro.eval.catalogue import ALL_BENCHMARKS, NEEDS_TRAINING_SET, ordered
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"config key '{key}': {problem}")
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run; several run groups (tables, figures) can share it."""
+
+    model: str
+    dataset: str
+    method: str
+    epochs: float
+
+    @property
+    def run_id(self) -> str:
+        epochs = int(self.epochs) if float(self.epochs).is_integer() else self.epochs
+        return f"{self.model}__{self.dataset}__{self.method}__ep{epochs}"
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number).replace(".", "p")
+
+
+def ratio_subset_name(source: str, target: float) -> str:
+    return f"{source}_ratio{_fmt(target)}"
+
+
+def size_subset_name(source: str, size: int) -> str:
+    return f"{source}_n{size}"
+
+
+def expand_analysis_subsets(config: dict) -> dict[str, list[str]]:
+    """Add the generated subset datasets to ``config['datasets']``; return names per family."""
+    families: dict[str, list[str]] = {"ratio": [], "size": []}
+    datasets = config["datasets"]
+    subsets = config.get("analysis_subsets") or {}
+    for i, spec in enumerate(subsets.get("ratio", [])):
+        for target in spec["targets"]:
+            name = ratio_subset_name(spec["from"], target)
+            datasets[name] = {"from": spec["from"], "converter": "ratio_subset",
+                              "args": {"target_ratio": target, "count": spec["count"],
+                                       "seed": spec.get("seed", 42)},
+                              "_origin": f"analysis_subsets.ratio[{i}]"}
+            families["ratio"].append(name)
+    for i, spec in enumerate(subsets.get("size", [])):
+        for size in spec["sizes"]:
+            name = size_subset_name(spec["from"], size)
+            datasets[name] = {"from": spec["from"], "converter": "size_subset",
+                              "args": {"size": size, "target_ratio": spec["target_ratio"],
+                                       "pool": spec["pool"], "seed": spec.get("seed", 42)},
+                              "_origin": f"analysis_subsets.size[{i}]"}
+            families["size"].append(name)
+    return families
+
+
+def _check_converter_args(key: str, entry: dict) -> None:
+    fn = CONVERTERS[entry["converter"]]
+    try:
+        inspect.signature(fn).bind([], Path("out"), **entry.get("args", {}))
+    except TypeError as err:
+        raise ConfigError(f"{key}.args", f"converter '{entry['converter']}': {err}") from None
+
+
+def check_references(config: dict) -> None:
+    sources, datasets = config["sources"], config["datasets"]
+    for name, entry in datasets.items():
+        key = entry.get("_origin", f"datasets.{name}")
+        for j, source in enumerate(entry.get("sources", [])):
+            if source not in sources:
+                raise ConfigError(f"{key}.sources[{j}]", f"unknown source '{source}'")
+        if "from" in entry and entry["from"] not in datasets:
+            raise ConfigError(f"{key}.from", f"unknown dataset '{entry['from']}'")
+        _check_converter_args(key, entry)
+    for name in datasets:  # `from` chains must end at a downloaded dataset
+        seen, current = [name], name
+        while "from" in datasets[current]:
+            current = datasets[current]["from"]
+            if current in seen:
+                raise ConfigError(f"datasets.{name}.from", f"cycle: {' -> '.join(seen + [current])}")
+            seen.append(current)
+    for name, model in config["models"].items():
+        if model["tokenizer"] not in config["tokenizers"]:
+            raise ConfigError(f"models.{name}.tokenizer", f"unknown tokenizer '{model['tokenizer']}'")
+    for name, method in config["methods"].items():
+        if method["labels"] == "weighted" and "prompt_weight" not in method:
+            raise ConfigError(f"methods.{name}", "labels 'weighted' needs prompt_weight")
+    families = config.get("_subset_families", {})
+    for group, spec in config["run_groups"].items():
+        for field, known in (("models", config["models"]), ("datasets", datasets),
+                             ("methods", config["methods"])):
+            for j, value in enumerate(spec.get(field, [])):
+                if value not in known:
+                    raise ConfigError(f"run_groups.{group}.{field}[{j}]", f"unknown {field[:-1]} '{value}'")
+        for family in spec.get("subsets", []):
+            if not families.get(family):
+                raise ConfigError(f"run_groups.{group}.subsets", f"analysis_subsets.{family} defines no datasets")
+    for j, group in enumerate(config["use_run_groups"]):
+        if group not in config["run_groups"]:
+            raise ConfigError(f"use_run_groups[{j}]", f"unknown run group '{group}'")
+    heldout = config.get("heldout_dataset")
+    if heldout is not None and heldout not in datasets:
+        raise ConfigError("heldout_dataset", f"unknown dataset '{heldout}'")
+    for j, name in enumerate(config.get("extra_datasets", [])):
+        if name not in datasets:
+            raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
+    _check_evaluation(config)
+    if config.get("offline"):
+        for name in needed_sources(config):
+            if "shipped" not in sources[name]:
+                raise ConfigError(f"sources.{name}", "offline is true but this source has no shipped copy")
+
+
+def _check_evaluation(config: dict) -> None:
+    evaluation = config.get("evaluation") or {}
+    lists = [("evaluation.benchmarks", evaluation.get("benchmarks", []))]
+    lists += [(f"run_groups.{g}.benchmarks", spec.get("benchmarks", [])) for g, spec in config["run_groups"].items()]
+    for key, names in lists:
+        for j, name in enumerate(names):
+            if name not in ALL_BENCHMARKS:
+                raise ConfigError(f"{key}[{j}]", f"unknown benchmark '{name}' (known: {', '.join(ALL_BENCHMARKS)})")
+    serve = (evaluation.get("judge") or {}).get("serve")
+    if serve and serve.get("model") not in config["models"]:
+        raise ConfigError("evaluation.judge.serve.model", f"unknown model '{serve.get('model')}'")
+
+
+def prepare(config: dict) -> dict:
+    """Return a checked copy of ``config`` with analysis subsets expanded into ``datasets``."""
+    config = copy.deepcopy(config)
+    config["_subset_families"] = expand_analysis_subsets(config)
+    check_references(config)
+    return config
+
+
+# ---- derived views --------------------------------------------------------------------------
+
+
+def runs_by_group(config: dict) -> dict[str, list[Run]]:
+    """The runs of each active run group (``use_run_groups``)."""
+    training_epochs = config["training"]["epochs"]
+    groups = {}
+    for group in config["use_run_groups"]:
+        spec = config["run_groups"][group]
+        names = list(spec.get("datasets", []))
+        for family in spec.get("subsets", []):
+            names += config["_subset_families"][family]
+        groups[group] = [Run(model, dataset, method, epochs)
+                         for model in spec["models"] for dataset in names
+                         for method in spec["methods"]
+                         for epochs in spec.get("epochs", [training_epochs])]
+    return groups
+
+
+def runs(config: dict) -> list[Run]:
+    """Every distinct run of the active groups."""
+    return sorted({run for group in runs_by_group(config).values() for run in group})
+
+
+def dataset_closure(config: dict, names) -> list[str]:
+    """``names`` plus every dataset they are derived from, in config order."""
+    wanted = set()
+    for name in names:
+        while name not in wanted:
+            wanted.add(name)
+            if "from" not in config["datasets"][name]:
+                break
+            name = config["datasets"][name]["from"]
+    return [d for d in config["datasets"] if d in wanted]
+
+
+def trained_datasets(config: dict) -> list[str]:
+    names = {run.dataset for run in runs(config)}
+    return [d for d in config["datasets"] if d in names]
+
+
+def evaluated_datasets(config: dict) -> list[str]:
+    """Datasets built and tokenised besides the trained ones: held-out set and extras."""
+    names = list(config.get("extra_datasets", []))
+    if config.get("heldout_dataset"):
+        names.append(config["heldout_dataset"])
+    return names
+
+
+def needed_datasets(config: dict) -> list[str]:
+    return dataset_closure(config, set(trained_datasets(config)) | set(evaluated_datasets(config)))
+
+
+def needed_sources(config: dict) -> list[str]:
+    names = {s for d in needed_datasets(config) for s in config["datasets"][d].get("sources", [])}
+    return [s for s in config["sources"] if s in names]
+
+
+def record_targets(config: dict) -> list[tuple[str, str]]:
+    """(tokenizer, dataset) pairs of role records: each run's, plus the held-out and extra
+    datasets for every tokenizer in use (loss analysis on them)."""
+    active = runs(config)
+    pairs = {(config["models"][run.model]["tokenizer"], run.dataset) for run in active}
+    tokenizers = {config["models"][run.model]["tokenizer"] for run in active}
+    pairs |= {(t, d) for t in tokenizers for d in evaluated_datasets(config)}
+    return sorted(pairs)
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """One evaluated model: a fine-tuned run, or a base model (``run`` None, id ``base__<model>``)."""
+
+    target_id: str
+    model: str
+    run: Run | None
+    benchmarks: tuple[str, ...]
+
+
+def base_target_id(model: str) -> str:
+    return f"base__{model}"
+
+
+def eval_targets(config: dict) -> dict[str, EvalTarget]:
+    """Every evaluated model of the active run groups, with its benchmarks.
+
+    A run gets the union of the ``benchmarks`` of the groups it belongs to (default
+    ``evaluation.benchmarks``); with ``evaluation.base_models`` each model is evaluated before
+    fine-tuning on the union of its runs' benchmarks (minus those that need a training set).
+    """
+    evaluation = config.get("evaluation") or {}
+    default = evaluation.get("benchmarks", ALL_BENCHMARKS)
+    wanted: dict[Run, set[str]] = {}
+    for group, group_runs in runs_by_group(config).items():
+        benchmarks = config["run_groups"][group].get("benchmarks", default)
+        for run in group_runs:
+            wanted.setdefault(run, set()).update(benchmarks)
+    targets = {run.run_id: EvalTarget(run.run_id, run.model, run, ordered(names))
+               for run, names in sorted(wanted.items())}
+    if evaluation.get("base_models", True):
+        for model in sorted({run.model for run in wanted}):
+            names = set().union(*(b for r, b in wanted.items() if r.model == model)) - set(NEEDS_TRAINING_SET)
+            if names:
+                targets[base_target_id(model)] = EvalTarget(base_target_id(model), model, None, ordered(names))
+    return {tid: t for tid, t in targets.items() if t.benchmarks}

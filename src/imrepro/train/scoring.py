@@ -1,0 +1,52 @@
+"""Per-token log-probabilities of a role record under a model (no gradients).
+
+Used for the KL-regularised IT baseline (reference log-probs of the base model, computed once
+per (model, dataset) and reused by every KL run) and for loss analyses. The record is scored
+in padding-free packs, so the result is exact per example and independent of the pack size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from imrepro.core.models import load_causal_lm
+from imrepro.data.role_record import RoleRecord
+from imrepro.train import packing
+from imrepro.train.loss import token_nll
+
+
+def load_scoring_model(model_dir, precision: str = "bf16"):
+    """``(model, attn_implementation, device)``: a causal LM for scoring, bf16 on a GPU when asked, else fp32."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if precision == "bf16" and device == "cuda" else torch.float32
+    model, attn = load_causal_lm(model_dir, dtype=dtype, device=device)
+    return model, attn, device
+
+
+@torch.no_grad()
+def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementation: str,
+                   device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
+    """Flat float32 array aligned with ``record.input_ids``: ``log p(x_t | x_<t)``, 0 at each
+    example's first token."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    out = np.zeros(len(record.input_ids), dtype=np.float32)
+    lengths = record.lengths
+    packs = packing.plan_packs(lengths.tolist(), token_budget)
+    for pack in tqdm(packs, desc="score", unit="pack", disable=not progress, mininterval=1.0):
+        examples = []
+        for i in pack:
+            ids, _ = record.example(i)
+            examples.append(packing.Example(ids.astype(np.int64), np.zeros(len(ids), np.float32),
+                                            np.zeros(len(ids), bool)))
+        batch = packing.collate_packed(examples).to(device)
+        logits = model(**packing.model_inputs(batch, attn_implementation, dtype=dtype)).logits
+        logp = (-token_nll(logits, batch.input_ids))[0].float().cpu().numpy()
+        start = 0
+        for i, n in zip(pack, batch.seq_lens, strict=True):
+            out[record.offsets[i] : record.offsets[i] + n] = logp[start : start + n]
+            out[record.offsets[i]] = 0.0
+            start += n
+    return out

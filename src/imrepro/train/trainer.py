@@ -1,0 +1,420 @@
+"""The fine-tuning loop: one role record, one label policy, any causal LM.
+
+Readable top to bottom (nanoGPT style): build the examples, plan the optimizer steps, then
+for each step run its micro-batches (packed or padded), divide every micro-batch's loss
+numerator by the step's denominator (``sequence_mean`` or ``token_global``), step, log,
+checkpoint. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
+ZeRO-2/3) on GPUs; the number of processes comes from the launcher.
+
+Resumable: every ``checkpoint_every`` optimizer steps the full state (model, optimizer,
+scheduler, RNG) goes to ``scratch_dir/checkpoint-<step>`` (not a Snakemake output, so it
+survives a failed job); a restarted run continues from the newest complete checkpoint and,
+because the data plan and the noise are functions of (seed, step), ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imrepro.core import provenance
+from imrepro.core.models import load_causal_lm
+from imrepro.data.role_record import RoleRecord, load_role_record
+from imrepro.train import loss as loss_lib
+from imrepro.train import packing
+from imrepro.train.label_policies import label_weights
+from imrepro.train.neftune import NEFTune, neftune_scale
+from imrepro.train.schedule import equalise, micro_batches, optimizer_steps, rank_share
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    model_path: str
+    record_path: str
+    output_dir: str
+    scratch_dir: str
+    labels: str = "it"
+    prompt_weight: float | None = None
+    neftune_alpha: float | None = None
+    kl_lambda: float | None = None
+    reference_logprobs: str | None = None
+    epochs: float = 2
+    learning_rate: float = 2e-5
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float | None = 1.0
+    effective_batch_size: int = 128
+    packing: bool = True
+    token_budget: int = 8192
+    per_device_batch_size: int = 1
+    loss_normalisation: str = "sequence_mean"
+    precision: str = "bf16"
+    attn_implementation: str = "auto"
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    checkpoint_every: int = 50
+    max_steps: int | None = None
+    log_dir: str | None = None
+    progress: bool = True
+    run_info: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingData:
+    examples: list[packing.Example]
+    n_dropped: int
+    trained_share: float
+    reference: list[np.ndarray] | None = None  # per example: log p_ref(x_t | x_<t), for KL
+
+
+def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | None,
+                        reference: np.ndarray | None = None) -> TrainingData:
+    """Examples with their loss weights. Examples in which the ``it`` policy trains nothing (no
+    assistant token left, e.g. truncated away) are dropped for every policy, so that all arms
+    of a comparison train on the same examples."""
+    if reference is not None and len(reference) != len(record.input_ids):
+        raise ValueError(f"reference log-probs have {len(reference)} tokens, the role record "
+                         f"{len(record.input_ids)}: built from another record?")
+    examples, refs, dropped, trained, positions = [], [], 0, 0, 0
+    for i in range(len(record)):
+        ids, roles = record.example(i)
+        response = label_weights("it", roles) > 0
+        if not response.any():
+            dropped += 1
+            continue
+        weights = label_weights(labels, roles, prompt_weight)
+        examples.append(packing.Example(ids.astype(np.int64), weights, response))
+        if reference is not None:
+            refs.append(reference[record.offsets[i] : record.offsets[i + 1]])
+        trained += int((weights > 0).sum())
+        positions += len(ids) - 1
+    if not examples:
+        raise ValueError(f"{record.metadata.get('source', 'dataset')}: no example has a trained token "
+                         f"after truncation at {record.metadata.get('max_length')} tokens")
+    return TrainingData(examples, dropped, trained / max(positions, 1), refs if reference is not None else None)
+
+
+def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tensor:
+    """Reference log-probs laid out like the batch's tokens (packed [1, T] or padded [B, L])."""
+    if packed:
+        return torch.from_numpy(np.concatenate(refs)).unsqueeze(0)
+    out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+    for row, ref in enumerate(refs):
+        out[row, : len(ref)] = torch.from_numpy(ref)
+    return out
+
+
+def load_model(settings: TrainSettings, pad_id: int):
+    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32,
+                                 attn_implementation=settings.attn_implementation)
+    # num_embeddings, not weight.shape: under ZeRO-3 the weight is partitioned at load (shape 0)
+    if model.get_input_embeddings().num_embeddings <= pad_id:  # the authors add <pad> and resize
+        model.resize_token_embeddings(pad_id + 1)
+    model.config.pad_token_id = pad_id
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    return model, attn
+
+
+def _latest_checkpoint(scratch: Path) -> Path | None:
+    done = [p for p in scratch.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _save_checkpoint(accelerator, scratch: Path, step: int, state: dict) -> None:
+    """Complete checkpoints only: written under a temporary name, renamed when done."""
+    final = scratch / f"checkpoint-{step}"
+    tmp = scratch / f".checkpoint-{step}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank writes its RNG state (and ZeRO shards) before the rename
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        os.replace(tmp, final)
+        for old in scratch.glob("checkpoint-*"):
+            if old != final and int(old.name.split("-")[1]) < step:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _configure_deepspeed(config: dict, settings: TrainSettings, world: int) -> None:
+    """Fill the DeepSpeed config's "auto" batch and clipping entries (in place). The loop plans
+    its micro-batches itself and marks the last one of each optimizer step as the accumulation
+    boundary, so DeepSpeed's gradient_accumulation_steps must be 1 and its batch sizes are nominal
+    (they only feed DeepSpeed's sample counters)."""
+    if "scheduler" in config:
+        raise ValueError("the DeepSpeed config has a 'scheduler' section: remove it, the lr schedule comes from "
+                         "the training settings (lr_scheduler, warmup_ratio)")
+    values = {"gradient_accumulation_steps": 1, "train_micro_batch_size_per_gpu": 1, "train_batch_size": world,
+              "gradient_clipping": float(settings.max_grad_norm or 0.0)}
+    if "optimizer" in config:  # DeepSpeed's own optimizer: same hyper-parameters as torch AdamW would get
+        values.update({"optimizer.params.betas": list(settings.adam_betas),
+                       "optimizer.params.eps": settings.adam_epsilon})
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if node.get(leaf, "auto") == "auto":
+            node[leaf] = value
+        elif node[leaf] != value:
+            raise ValueError(f"DeepSpeed config sets {key}={node[leaf]!r}, the training settings need {value!r} "
+                             f"(write \"auto\" to fill it from the settings)")
+
+
+def _deepspeed_bf16(accelerator) -> bool:
+    plugin = accelerator.state.deepspeed_plugin
+    return bool(plugin and plugin.deepspeed_config.get("bf16", {}).get("enabled") in (True, "auto")
+                and torch.cuda.is_available())
+
+
+def _collate(examples: list[packing.Example], settings: TrainSettings, pad_id: int):
+    if settings.packing:
+        return packing.collate_packed(examples)
+    return packing.collate_padded(examples, pad_id)
+
+
+def train(settings: TrainSettings) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs, set_seed
+    from tqdm import tqdm
+    from transformers import get_scheduler
+
+    if settings.loss_normalisation not in loss_lib.NORMALISATIONS:
+        raise ValueError(f"unknown loss normalisation {settings.loss_normalisation!r}")
+    mixed = settings.precision if torch.cuda.is_available() and settings.precision != "fp32" else "no"
+    handlers = []
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true" and not torch.cuda.is_available():
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))  # else accelerate counts one rank on CPU
+    # The loop steps the scheduler once per optimizer step on every rank; accelerate's default
+    # (step_scheduler_with_optimizer) would step it num_processes times, for rank-sharded dataloaders.
+    accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False, kwargs_handlers=handlers)
+    if accelerator.state.deepspeed_plugin is not None:
+        _configure_deepspeed(accelerator.state.deepspeed_plugin.deepspeed_config, settings, accelerator.num_processes)
+    set_seed(settings.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    record = load_role_record(settings.record_path)
+    pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
+    reference = None
+    if settings.reference_logprobs and not settings.kl_lambda:
+        raise ValueError("reference_logprobs is set but kl_lambda is not: set both for KL-regularised IT, or neither")
+    if settings.kl_lambda:
+        if not settings.reference_logprobs:
+            raise ValueError("kl_lambda needs reference_logprobs (built by the reference_logprobs rule)")
+        reference = np.load(settings.reference_logprobs)
+    data = build_training_data(record, settings.labels, settings.prompt_weight, reference)
+    lengths = [len(ex.input_ids) for ex in data.examples]
+    steps = optimizer_steps(len(data.examples), settings.effective_batch_size, settings.epochs, settings.seed)
+    if settings.max_steps is not None:
+        steps = steps[: settings.max_steps]
+    log.info("%d examples (%d dropped: no response token left after truncation), %d optimizer steps, "
+             "trained share %.3f (%s)", len(data.examples), data.n_dropped, len(steps), data.trained_share,
+             settings.labels)
+
+    model, attn = load_model(settings, pad_id)
+    # No weight decay on biases and norms (as open-instruct). By name, not p.ndim: ZeRO-3 partitions
+    # parameters at load, leaving every local shape 1-D.
+    def decays(name: str) -> bool:
+        return not (name.endswith("bias") or "norm" in name)
+
+    decay = [p for n, p in model.named_parameters() if decays(n)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n)]
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    warmup = int(len(steps) * settings.warmup_ratio)
+
+    def make_scheduler(opt):
+        return get_scheduler(settings.lr_scheduler, opt, num_warmup_steps=warmup, num_training_steps=len(steps))
+
+    ds_config = accelerator.state.deepspeed_plugin.deepspeed_config if accelerator.state.deepspeed_plugin else {}
+    if "optimizer" in ds_config:  # DeepSpeed builds its optimizer from its config, and then owns our scheduler
+        optimizer = DummyOptim(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        scheduler = DummyScheduler(optimizer, lr_scheduler_callable=make_scheduler)
+    else:  # also with optimizer offload: accelerate swaps this for DeepSpeed's CPU Adam, same param groups
+        optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, betas=tuple(settings.adam_betas),
+                                      eps=settings.adam_epsilon)
+        scheduler = make_scheduler(optimizer)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    noise = NEFTune(accelerator.unwrap_model(model), settings.neftune_alpha) if settings.neftune_alpha else None
+    hidden_size = accelerator.unwrap_model(model).config.hidden_size
+    compute_dtype = torch.bfloat16 if mixed == "bf16" or _deepspeed_bf16(accelerator) else torch.float32
+
+    scratch = Path(settings.scratch_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    start_step, history = 0, []
+    checkpoint = _latest_checkpoint(scratch)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        start_step, history = state["step"], state["history"]
+        log.info("resuming from %s (optimizer step %d of %d)", checkpoint, start_step, len(steps))
+
+    writer = None
+    if accelerator.is_main_process and settings.log_dir:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(settings.log_dir)
+
+    model.train()
+    bar = tqdm(total=len(steps), initial=start_step, desc="train", unit="step",
+               disable=not (settings.progress and accelerator.is_main_process))
+    t_start = time.perf_counter()
+    for step_index in range(start_step, len(steps)):
+        step = steps[step_index]
+        denominator = loss_lib.step_denominator([data.examples[i].weights for i in step],
+                                                settings.loss_normalisation)
+        per_rank = [micro_batches(rank_share(step, r, world), lengths, settings.packing,
+                                  settings.token_budget, settings.per_device_batch_size) for r in range(world)]
+        mine = equalise(per_rank)[rank]
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step_index)
+        lr = scheduler.get_last_lr()[0]  # the rate this step uses
+        t0 = time.perf_counter()
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, prompt nll, prompt n, response nll, response n
+        tokens = 0
+        for j, indices in enumerate(mine):
+            last = j == len(mine) - 1
+            empty = indices is None
+            batch_examples = [data.examples[i] for i in (indices if not empty else step[:1])]
+            batch = _collate(batch_examples, settings, pad_id).to(accelerator.device)
+            inputs = packing.model_inputs(batch, attn, dtype=compute_dtype)
+            accelerator.gradient_state._set_sync_gradients(last)  # DeepSpeed steps on the last one
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+            with sync, (noise.active(neftune_scale(batch, settings.neftune_alpha, hidden_size),
+                                     generator) if noise else contextlib.nullcontext()):
+                logits = model(**inputs).logits
+                nll = loss_lib.token_nll(logits, inputs["input_ids"])
+                weights = batch.weights
+                index = batch.example_index if settings.packing else None
+                objective = nll
+                if data.reference is not None:
+                    # The authors' KL term (finetune_kl.py): the target-token estimate
+                    # log p(x_t) - log p_ref(x_t) on the trained tokens, weighted by kl_lambda.
+                    refs = [data.reference[i] for i in (indices if not empty else step[:1])]
+                    reference_lp = _reference_tensor(refs, batch, settings.packing).to(nll.device)
+                    objective = nll + settings.kl_lambda * (-nll - reference_lp)
+                numerator = loss_lib.loss_numerator(objective, weights, index, settings.loss_normalisation)
+                # DDP/ZeRO average gradients over ranks; the denominator already covers all ranks
+                micro_loss = numerator * (world / denominator) * (0.0 if empty else 1.0)
+                accelerator.backward(micro_loss)
+            if not empty:
+                parts = loss_lib.loss_parts(nll.detach(), weights, batch.response)
+                sums += torch.tensor([numerator.item() / denominator, *parts], dtype=torch.float64)
+                tokens += int(batch.n_tokens)
+        grad_norm = None
+        if settings.max_grad_norm:
+            # under DeepSpeed the engine has clipped and stepped in the last backward (config
+            # gradient_clipping); this returns the norm it measured before clipping
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+        tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+        elapsed = time.perf_counter() - t0
+        entry = {
+            "step": step_index + 1,
+            "loss": float(sums[0]),
+            "loss_prompt": float(sums[1] / sums[2]) if sums[2] else None,
+            "loss_response": float(sums[3] / sums[4]) if sums[4] else None,
+            "lr": lr,
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "tokens": tokens,
+            "tokens_per_s": tokens / elapsed,
+        }
+        history.append(entry)
+        if writer:
+            for key in ("loss", "loss_prompt", "loss_response", "lr", "grad_norm", "tokens_per_s"):
+                if entry[key] is not None:
+                    writer.add_scalar(f"train/{key}", entry[key], entry["step"])
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", tok_s=f"{entry['tokens_per_s']:.0f}")
+        bar.update(1)
+        done = step_index + 1
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < len(steps):
+            _save_checkpoint(accelerator, scratch, done, {"step": done, "history": history})
+    bar.close()
+    wall = time.perf_counter() - t_start
+
+    summary = {
+        **settings.run_info,
+        "labels": settings.labels,
+        "prompt_weight": settings.prompt_weight,
+        "neftune_alpha": settings.neftune_alpha,
+        "kl_lambda": settings.kl_lambda,
+        "n_examples": len(data.examples),
+        "n_dropped_no_response_token": data.n_dropped,
+        "trained_share": data.trained_share,
+        "optimizer_steps": len(steps),
+        "resumed_from_step": start_step,
+        "world_size": world,
+        "attn_implementation": attn,
+        "final_loss": history[-1]["loss"] if history else None,
+        "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
+        "wall_seconds": wall,
+        "settings": {k: v for k, v in asdict(settings).items() if k not in ("run_info",)},
+        "history": history,
+        "provenance": provenance.collect(),
+    }
+    _save_final(accelerator, model, settings, record, summary)
+    if writer:
+        writer.close()
+    return summary
+
+
+def _tokens_per_second(history: list[dict]) -> float | None:
+    """Total tokens over total step time (not a mean of per-step rates)."""
+    seconds = sum(h["tokens"] / h["tokens_per_s"] for h in history if h["tokens_per_s"])
+    return sum(h["tokens"] for h in history) / seconds if seconds else None
+
+
+def _save_final(accelerator, model, settings: TrainSettings, record: RoleRecord, summary: dict) -> None:
+    """Write the model directory atomically (temporary sibling, then rename), then drop the
+    scratch checkpoints: an interrupted save never leaves a half-written model."""
+    out = Path(settings.output_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        save_tokenizer(record.metadata, tmp)
+        (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        shutil.rmtree(settings.scratch_dir, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def save_tokenizer(metadata: dict, directory: Path) -> None:
+    """Store a Hugging Face tokenizer next to the weights (with the ``<pad>`` token added as the
+    authors did), so evaluation tools can load the model directory on its own."""
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    if metadata.get("tokenizer_backend") == "sentencepiece":
+        staging = directory / ".tokenizer_src"
+        staging.mkdir(exist_ok=True)
+        shutil.copy(metadata["tokenizer_path"], staging / "tokenizer.model")
+        # transformers 5 builds it without BOS by default; Llama-2's own tokenizer (and our training) adds it
+        tokenizer = LlamaTokenizer.from_pretrained(staging, add_bos_token=True)
+        shutil.rmtree(staging)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(metadata["tokenizer_path"],
+                                                  revision=metadata.get("tokenizer_revision"))
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    tokenizer.save_pretrained(directory)

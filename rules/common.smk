@@ -11,6 +11,7 @@ from imrepro.eval import catalogue as cat  # noqa: E402
 from imrepro.core import workflow_config as wc  # noqa: E402
 from imrepro.eval.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
 from imrepro.core.provenance import git_revision  # noqa: E402
+from imrepro.train.settings import CONFIG_KEYS as TRAIN_SETTING_KEYS  # noqa: E402
 
 CFG = wc.prepare(config)
 REPO = Path(workflow.basedir)
@@ -146,10 +147,6 @@ def get_train_launcher(wildcards, resources):
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
 
 
-TRAIN_SETTING_KEYS = ("epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
-                      "adam_betas", "adam_epsilon", "max_grad_norm", "effective_batch_size", "packing",
-                      "token_budget", "per_device_batch_size", "loss_normalisation", "precision",
-                      "attn_implementation", "gradient_checkpointing", "seed", "checkpoint_every")
 
 
 def reference_path(model, dataset):

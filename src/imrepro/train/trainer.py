@@ -97,6 +97,10 @@ def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tens
 
 def load_model(settings: TrainSettings, pad_id: int, attn_implementation: str):
     model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation)
+    return _configure_model(model, settings, pad_id), attn
+
+
+def _configure_model(model, settings: TrainSettings, pad_id: int):
     # num_embeddings, not weight.shape: under ZeRO-3 the weight is partitioned at load (shape 0)
     if model.get_input_embeddings().num_embeddings <= pad_id:  # the authors add <pad> and resize
         model.resize_token_embeddings(pad_id + 1)
@@ -104,7 +108,7 @@ def load_model(settings: TrainSettings, pad_id: int, attn_implementation: str):
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
-    return model, attn
+    return model
 
 
 def _latest_checkpoint(scratch: Path) -> Path | None:
@@ -251,12 +255,17 @@ def _load_data(settings: TrainSettings, accelerator) -> _Run:
     return _Run(settings, accelerator, data, steps, pad_id)
 
 
-def _build_model(run: _Run) -> None:
-    """The model with its attention implementation (imrepro.train.attention) and logits path."""
+def _build_model(run: _Run, model=None) -> None:
+    """The model with its attention implementation (imrepro.train.attention) and logits path;
+    ``model``: an already built one instead of ``settings.model_path`` (benchmarks/gpu_check.py)."""
     settings = run.settings
     attn = attention.resolve_training_attention(settings.attn_implementation, settings.packing,
                                                 run.accelerator.device.type)
-    run.model, run.attn = load_model(settings, run.pad_id, attn)
+    if model is None:
+        run.model, run.attn = load_model(settings, run.pad_id, attn)
+    else:
+        model.set_attn_implementation(attn)
+        run.model, run.attn = _configure_model(model, settings, run.pad_id), attn
     window = getattr(run.model.config, "sliding_window", None)
     if settings.packing and run.attn in ("sdpa", "eager") and window and max(run.data.lengths) > window:
         raise ValueError(f"attn_implementation {run.attn} with packing: the dense block mask ignores the model's "

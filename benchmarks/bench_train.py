@@ -25,6 +25,11 @@ contender in a fresh process (``ru_maxrss`` after minus before the run: activati
 optimizer state). Printed: each round (ratio to that round's bs1), then per contender best and median
 tokens/s, the median per-round ratio, peak memory and the attention that ran. On a shared machine use
 ``--threads 1`` (see BENCHMARKS.md) and keep runs short.
+
+    python benchmarks/bench_train.py --threads 1 --token-budget 1024 --profile bs1 dense1024 varlen1024 "varlen1024 tl"
+
+prints, instead, the share of self CPU time per op group (matmul, attention, cross-entropy,
+optimizer, other) of one run of each named contender (torch.profiler).
 """
 
 import argparse
@@ -76,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--padded", type=int, nargs="*", default=[8], help="padded contender(s): rows per batch")
     parser.add_argument("--cpu-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="measure CPU peak memory (one extra run per contender in a fresh process)")
+    parser.add_argument("--profile", nargs="+", metavar="CONTENDER",
+                        help="instead of the benchmark: torch.profiler op-group shares of these contenders")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one run in a fresh process (CPU memory)
     args = parser.parse_args(argv)
     args.model_size = args.model_size or ("1b" if args.device == "cuda" else "small")
@@ -245,6 +252,36 @@ def benchmark(args, workdir: Path, out=print) -> dict:
     return table
 
 
+PROFILE_GROUPS = {  # self CPU time of torch ops, by what they do
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"),
+    "attention": ("scaled_dot_product", "flash_attention", "aten::_efficient_attention", "aten::baddbmm"),
+    "cross-entropy": ("log_softmax", "nll_loss", "aten::cross_entropy"),
+    "optimizer": ("_foreach", "adam"),
+}
+
+
+def profile(args, record_path: Path, model_path: Path, workdir: Path, names: list[str], out=print) -> dict:
+    """torch.profiler over one run of each contender in ``names``: share of self CPU time per op group."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    plan = contenders(args)
+    shares = {}
+    for name in names:
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
+            run_once(args, name, plan[name], record_path, model_path, workdir, args.steps)
+        totals = {group: 0.0 for group in [*PROFILE_GROUPS, "other"]}
+        for event in prof.key_averages():
+            group = next((g for g, keys in PROFILE_GROUPS.items() if any(k in event.key for k in keys)), "other")
+            totals[group] += event.self_cpu_time_total
+        whole = sum(totals.values()) or 1.0
+        shares[name] = {"seconds": whole / 1e6, **{g: t / whole for g, t in totals.items()}}
+    out(f"{'profile':<16}{'self CPU s':>11}" + "".join(f"{g:>15}" for g in [*PROFILE_GROUPS, "other"]))
+    for name, row in shares.items():
+        out(f"{name:<16}{row['seconds']:>11.2f}" + "".join(f"{row[g]:>14.0%} " for g in [*PROFILE_GROUPS, "other"]))
+    return shares
+
+
 def main() -> None:
     args = parse_args()
     if args.child:
@@ -259,7 +296,11 @@ def main() -> None:
     quiet()
     workdir = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
-        benchmark(args, workdir)
+        if args.profile:
+            record_path, model_path, _ = build_inputs(args, workdir)
+            profile(args, record_path, model_path, workdir, args.profile)
+        else:
+            benchmark(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,9 +1,12 @@
 """The fine-tuning loop: one role record, one label policy, any causal LM.
 
-Readable top to bottom (nanoGPT style): build the examples, plan the optimizer steps, then
-for each step run its micro-batches (packed or padded), divide every micro-batch's loss
-numerator by the step's denominator (``sequence_mean`` or ``token_global``), step, log,
-checkpoint. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
+Readable top to bottom (nanoGPT style): :func:`train` is one screen of phases, each a short
+function below it: ``_build_accelerator``, ``_load_data`` (examples, label weights, the plan of
+optimizer steps), ``_build_model`` (attention implementation, trained-position logits),
+``_build_optimizer``, ``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or
+padded, each ``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean``
+or ``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
+atomic save. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
 ZeRO-2/3) on GPUs; the number of processes comes from the launcher.
 
 Resumable: every ``checkpoint_every`` optimizer steps the full state (model, optimizer,

@@ -30,7 +30,7 @@ lint: install  ## ruff + snakemake --lint
 
 bench: install  ## benchmarks: role records vs a tokenizer call; packed trainer vs batch size 1; batched generation
 	python benchmarks/bench_role_record.py
-	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048
+	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048 --rounds 3 --effective-batch 16
 	python benchmarks/bench_generation.py --threads 1 --batch-size 16 64 --rounds 3
 
 plan: install  ## cost plan of the active run groups: examples, tokens, steps, GPU-hours (PROFILE=profiles/demo for the demo)

@@ -21,9 +21,10 @@ After one warm-up run of each, ``--rounds`` interleaved rounds each run ``--step
 every contender. Throughput = non-padding tokens per second of optimizer-step time (from the summary
 ``train()`` returns); model loading and saving are not counted. Peak memory: on CUDA
 ``torch.cuda.max_memory_allocated`` of each run; on CPU the peak RSS growth of one extra run of each
-contender in a fresh process (``ru_maxrss`` after minus before the run: activations, gradients,
-optimizer state). Printed: each round (ratio to that round's bs1), then per contender best and median
-tokens/s, the median per-round ratio, peak memory and the attention that ran. On a shared machine use
+contender in a fresh process (VmHWM after the run minus VmRSS before it: model copy, activations,
+gradients, optimizer state; ``--memory-only`` runs just these). Printed: each round (ratio to that
+round's bs1), then per contender best and median tokens/s, the median per-round ratio, peak memory
+and the attention that ran. On a shared machine use
 ``--threads 1`` (see BENCHMARKS.md) and keep runs short.
 
     python benchmarks/bench_train.py --threads 1 --token-budget 1024 --profile bs1 dense1024 varlen1024 "varlen1024 tl"
@@ -83,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="measure CPU peak memory (one extra run per contender in a fresh process)")
     parser.add_argument("--profile", nargs="+", metavar="CONTENDER",
                         help="instead of the benchmark: torch.profiler op-group shares of these contenders")
+    parser.add_argument("--memory-only", action="store_true", help="CPU: only the peak-memory runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one run in a fresh process (CPU memory)
     args = parser.parse_args(argv)
     args.model_size = args.model_size or ("1b" if args.device == "cuda" else "small")
@@ -180,19 +182,26 @@ def cpu_peak_mib(args, name: str, overrides: dict, record_path: Path, model_path
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def child(job: dict) -> None:
-    import resource
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in KiB. Not ``ru_maxrss``: after fork +
+    exec that keeps the parent's high-water mark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
+
+def child(job: dict) -> None:
     import torch
     args = argparse.Namespace(**job["args"])
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
     run_once(args, job["name"], job["overrides"], Path(job["record"]), Path(job["model"]), Path(job["workdir"]),
              1)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": (after - before) / 1024}))
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
 
 
 def quiet() -> None:
@@ -220,6 +229,11 @@ def benchmark(args, workdir: Path, out=print) -> dict:
     out(f"per run: {args.steps} optimizer step(s) of {args.effective_batch} examples, labels {args.labels}; "
         f"{args.rounds} interleaved rounds after 1 warm-up run each")
     plan = contenders(args)
+    if args.memory_only:
+        out(f"{'memory':<16}{'peak RSS+ MiB':>15}")
+        for name, overrides in plan.items():
+            out(f"{name:<16}{cpu_peak_mib(args, name, overrides, record_path, model_path, workdir):>15,.0f}")
+        return {}
     for name, overrides in plan.items():  # warm-up: first-call allocations, kernel choice, compilation
         run_once(args, name, overrides, record_path, model_path, workdir, 1)
     results: dict[str, list[dict]] = {name: [] for name in plan}
@@ -247,8 +261,9 @@ def benchmark(args, workdir: Path, out=print) -> dict:
                        "median_ratio_vs_bs1": statistics.median(ratios), "peak_mib": peaks[name],
                        "attn": results[name][0]["attn"], "logits": results[name][0]["logits"]}
         row = table[name]
+        peak = float("nan") if row["peak_mib"] is None else row["peak_mib"]
         out(f"{name:<16}{row['best_tokens_per_s']:>11,.0f}{row['median_tokens_per_s']:>14,.0f}"
-            f"{row['median_ratio_vs_bs1']:>13.2f}x{row['peak_mib'] or float('nan'):>15,.0f}  {row['attn']}")
+            f"{row['median_ratio_vs_bs1']:>13.2f}x{peak:>15,.0f}  {row['attn']}")
     return table
 
 

@@ -34,7 +34,7 @@ bench: install  ## benchmarks: role records vs a tokenizer call; packed trainer 
 	python benchmarks/bench_generation.py --threads 1 --batch-size 16 64 --rounds 3
 
 plan: install  ## cost plan of the active run groups: examples, tokens, steps, GPU-hours (PROFILE=profiles/demo for the demo)
-	snakemake --profile $(or $(PROFILE),profiles/local) --forcerun plan --quiet rules plan
+	snakemake plan --profile $(or $(PROFILE),profiles/local) --forcerun plan --quiet rules
 
 slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works from anywhere
 	mkdir -p $(HOME)/.config/snakemake

@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
 export DS_BUILD_OPS := 0
 
-.PHONY: install demo test lint bench slurm-profile slurm-test clean
+.PHONY: install demo test lint bench plan slurm-profile slurm-test clean
 
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,11 @@ lint: install  ## ruff + snakemake --lint
 
 bench: install  ## benchmarks: role records vs a tokenizer call; packed trainer vs batch size 1; batched generation
 	python benchmarks/bench_role_record.py
-	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048
+	python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048 --rounds 3 --effective-batch 16
 	python benchmarks/bench_generation.py --threads 1 --batch-size 16 64 --rounds 3
+
+plan: install  ## cost plan of the active run groups: examples, tokens, steps, GPU-hours (PROFILE=profiles/demo for the demo)
+	snakemake plan --profile $(or $(PROFILE),profiles/local) --forcerun plan --quiet rules
 
 slurm-profile:  ## link profiles/slurm so that `snakemake --profile slurm` works from anywhere
 	mkdir -p $(HOME)/.config/snakemake

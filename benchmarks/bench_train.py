@@ -1,40 +1,44 @@
-"""Training throughput: our packed trainer versus the authors' batch-size-1 regime, in one process.
+"""Training throughput: the fast paths of our trainer versus the authors' batch-size-1 regime, side by side.
 
-    python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048   # CPU, 19.5M-param Llama
-    python benchmarks/bench_train.py --device cuda --model-size 1b          # GPU only (bf16, see below)
+    python benchmarks/bench_train.py --threads 1 --token-budget 1024 2048     # CPU, 19.5M-param Llama
+    python benchmarks/bench_train.py --device cuda --model-size 1b           # GPU (bf16), budget 8192
 
-Both contenders are the real trainer, ``imrepro.train.trainer.train()``, on the same model and the same
+Every contender is the real trainer, ``imrepro.train.trainer.train()``, on the same model and the same
 role record (the first ``--examples`` examples of the Alpagasus Dolly 3k slice, truncated at
-``--max-length`` tokens, Llama-2 tokenizer), with the same seed, so they run the same optimizer
-steps on the same examples:
+``--max-length`` tokens, Llama-2 tokenizer), with the same seed, so all run the same optimizer steps
+on the same examples and differ only in layout, attention and logits:
 
-  * packed<B>: ``packing=True`` - padding-free packs of whole examples up to B tokens (one
-    contender per ``--token-budget`` value), block-diagonal attention (FlashAttention-2 varlen
-    when installed, else SDPA with a dense T x T additive mask);
-  * bs1: ``packing=False, per_device_batch_size=1`` - one example per forward/backward and
-    gradient accumulation up to the effective batch, as the authors trained (no padding at all).
+  * ``bs1``: ``packing=False, per_device_batch_size=1`` - one example per forward, gradient
+    accumulation, logits at every position: the authors' regime and the baseline of every ratio;
+  * ``padded<N>``: right-padded rows of N examples (``--padded``);
+  * ``dense<B>``: packs of up to B tokens, SDPA with the dense T x T block-diagonal mask;
+  * ``varlen<B>``: packs, ``sdpa_varlen`` (one causal SDPA per example: imrepro.train.attention);
+  * ``flex<B>`` (CUDA) and ``fa2_<B>`` (CUDA with flash-attn): FlexAttention with a document
+    BlockMask, FlashAttention-2 varlen;
+  * suffix `` tl``: the same with ``trained_logits_only`` (LM head only where a label is trained).
 
-After one warm-up run of each, ``--rounds`` interleaved rounds each run ``--steps`` optimizer
-steps of every contender from the same base model. Throughput is non-padding tokens per second
-of optimizer-step time, read from the summary that ``train()`` returns (each history entry holds
-the step's tokens and tokens/s, so step time = tokens / tokens_per_s); model loading and the final
-save are outside the steps and not counted. Printed: every round with its ratio to that round's
-bs1 run, then per contender the best and median tokens/s, best / best-of-bs1, and the median of
-the per-round ratios. On a shared machine prefer ``--threads 1``: with several intra-op threads,
-other load stalls every op until its slowest thread is scheduled, which penalises bs1's many
-small ops far more than the packed path's few large ones and inflates the ratio.
+After one warm-up run of each, ``--rounds`` interleaved rounds each run ``--steps`` optimizer steps of
+every contender. Throughput = non-padding tokens per second of optimizer-step time (from the summary
+``train()`` returns); model loading and saving are not counted. Peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` of each run; on CPU the peak RSS growth of one extra run of each
+contender in a fresh process (VmHWM after the run minus VmRSS before it: model copy, activations,
+gradients, optimizer state; ``--memory-only`` runs just these). Printed: each round (ratio to that
+round's bs1), then per contender best and median tokens/s, the median per-round ratio, peak memory
+and the attention that ran. On a shared machine use
+``--threads 1`` (see BENCHMARKS.md) and keep runs short.
 
-GPU only (``--device cuda``; cannot run on the CPU CI machine): ``--model-size 1b`` is a ~1.1B
-Llama (TinyLlama-1.1B shape: hidden 2048, 22 layers, 32 heads, 4 KV heads), ``precision=bf16``
-(fp32 master weights, bf16 autocast via accelerate), FlashAttention-2 if ``flash_attn`` is
-installed (the trainer's ``attn_implementation="auto"``), and the peak GPU memory of each run
-(``torch.cuda.max_memory_allocated``) is printed as well.
+    python benchmarks/bench_train.py --threads 1 --token-budget 1024 --profile bs1 dense1024 varlen1024 "varlen1024 tl"
+
+prints, instead, the share of self CPU time per op group (matmul, attention, cross-entropy,
+optimizer, other) of one run of each named contender (torch.profiler).
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,13 +53,19 @@ MODEL_SIZES = {
     # CPU default: big enough that matrix products, not Python, dominate a step.
     "small": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
               "num_attention_heads": 4, "num_key_value_heads": 4},
+    # the demo's model (profiles/demo: demo_llama), for the cost plan's CPU throughput entry.
+    "demo": {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 4},
+    # benchmarks/gpu_check.py --tiny: seconds on CPU.
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2},
     # GPU only: TinyLlama-1.1B shape.
     "1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
            "num_attention_heads": 32, "num_key_value_heads": 4},
 }
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default=None,
@@ -69,13 +79,20 @@ def parse_args() -> argparse.Namespace:
                         help="packed contender(s), one per budget; default: 2048 on cpu, 8192 on cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--labels", default="it")
-    args = parser.parse_args()
+    parser.add_argument("--padded", type=int, nargs="*", default=[8], help="padded contender(s): rows per batch")
+    parser.add_argument("--cpu-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure CPU peak memory (one extra run per contender in a fresh process)")
+    parser.add_argument("--profile", nargs="+", metavar="CONTENDER",
+                        help="instead of the benchmark: torch.profiler op-group shares of these contenders")
+    parser.add_argument("--memory-only", action="store_true", help="CPU: only the peak-memory runs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one run in a fresh process (CPU memory)
+    args = parser.parse_args(argv)
     args.model_size = args.model_size or ("1b" if args.device == "cuda" else "small")
     args.token_budget = args.token_budget or [8192 if args.device == "cuda" else 2048]
     return args
 
 
-def build_inputs(args, workdir: Path) -> tuple[Path, Path, int]:
+def build_inputs(args, workdir: Path, with_model: bool = True) -> tuple[Path, Path | None, int | None]:
     """The role record of the slice and a randomly initialised Llama (seed 0) with vocab 32001."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -92,6 +109,8 @@ def build_inputs(args, workdir: Path) -> tuple[Path, Path, int]:
         "pad_id": backend.pad_id})
     record_path = workdir / "record.parquet"
     save_role_record(record, record_path)
+    if not with_model:
+        return record_path, None, None
 
     config = LlamaConfig(vocab_size=backend.vocab_size + 1, bos_token_id=backend.bos_id,
                          eos_token_id=backend.eos_id, pad_token_id=backend.pad_id,
@@ -106,88 +125,197 @@ def build_inputs(args, workdir: Path) -> tuple[Path, Path, int]:
     return record_path, model_path, n_params
 
 
-def run_once(args, contender: str, budget: int | None, record_path: Path, model_path: Path, workdir: Path,
+def contenders(args) -> dict[str, dict]:
+    """Name -> trainer settings that differ from the shared ones."""
+    out = {"bs1": {"packing": False, "per_device_batch_size": 1, "attn_implementation": "sdpa"}}
+    for n in args.padded:
+        out[f"padded{n}"] = {"packing": False, "per_device_batch_size": n, "attn_implementation": "sdpa"}
+    attns = {"dense": "sdpa", "varlen": "sdpa_varlen"}
+    if args.device == "cuda":
+        attns["flex"] = "flex_attention"
+        try:
+            import flash_attn  # noqa: F401
+            attns["fa2_"] = "flash_attention_2"
+        except ImportError:
+            pass
+    for budget in args.token_budget:
+        for prefix, attn in attns.items():
+            out[f"{prefix}{budget}"] = {"packing": True, "token_budget": budget, "attn_implementation": attn}
+    return {**{k: {**v, "trained_logits_only": False} for k, v in out.items()},
+            **{f"{k} tl": {**v, "trained_logits_only": True} for k, v in out.items()}}
+
+
+def run_once(args, name: str, overrides: dict, record_path: Path, model_path: Path, workdir: Path,
              steps: int) -> dict:
-    """One ``train()`` call; returns tokens, step seconds and (GPU) peak memory."""
+    """One ``train()`` call; returns tokens, step seconds, (GPU) peak memory and the attention used."""
     import torch
 
-    from imrepro.train.trainer import TrainSettings, train
+    from imrepro.train.settings import TrainSettings
+    from imrepro.train.trainer import train
 
     cuda = args.device == "cuda"
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    tag = name.replace(" ", "_")
     settings = TrainSettings(
         model_path=str(model_path), record_path=str(record_path),
-        output_dir=str(workdir / f"out_{contender}"), scratch_dir=str(workdir / f"scratch_{contender}"),
+        output_dir=str(workdir / f"out_{tag}"), scratch_dir=str(workdir / f"scratch_{tag}"),
         labels=args.labels, epochs=1, learning_rate=2e-5, warmup_ratio=0.0,
         effective_batch_size=args.effective_batch, max_steps=steps, checkpoint_every=0,
-        packing=budget is not None, token_budget=budget or 8192, per_device_batch_size=1,
-        precision="bf16" if cuda else "fp32", progress=False, seed=42)
+        precision="bf16" if cuda else "fp32", progress=False, seed=42, **overrides)
     summary = train(settings)
     history = summary["history"]
-    tokens = sum(h["tokens"] for h in history)
-    seconds = sum(h["tokens"] / h["tokens_per_s"] for h in history)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     shutil.rmtree(settings.output_dir, ignore_errors=True)
-    return {"tokens": tokens, "seconds": seconds, "peak_gib": peak, "attn": summary["attn_implementation"]}
+    return {"tokens": sum(h["tokens"] for h in history),
+            "seconds": sum(h["tokens"] / h["tokens_per_s"] for h in history),
+            "peak_mib": peak, "attn": summary["attn_implementation"], "logits": summary["logits_positions"]}
+
+
+def cpu_peak_mib(args, name: str, overrides: dict, record_path: Path, model_path: Path, workdir: Path) -> float:
+    """Peak RSS growth (MiB) of one run of ``name`` in a fresh process (CPU has no allocator stats)."""
+    job = {"args": vars(args), "name": name, "overrides": overrides, "record": str(record_path),
+           "model": str(model_path), "workdir": str(workdir)}
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in KiB. Not ``ru_maxrss``: after fork +
+    exec that keeps the parent's high-water mark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def child(job: dict) -> None:
+    import torch
+    args = argparse.Namespace(**job["args"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quiet()
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+    run_once(args, job["name"], job["overrides"], Path(job["record"]), Path(job["model"]), Path(job["workdir"]),
+             1)
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
+
+
+def quiet() -> None:
+    import logging
+
+    from transformers.utils import logging as hf_logging
+    logging.getLogger().setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def benchmark(args, workdir: Path, out=print) -> dict:
+    """Run every contender; print the tables; return {name: {best, median, ratio, peak_mib, attn}}."""
+    import torch
+
+    record_path, model_path, n_params = build_inputs(args, workdir)
+    from imrepro.data.role_record import load_role_record
+    record = load_role_record(record_path)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    shape = MODEL_SIZES[args.model_size]
+    out(f"device: {device}  model: llama {args.model_size} ({n_params / 1e6:.1f}M parameters: hidden "
+        f"{shape['hidden_size']}, {shape['num_hidden_layers']} layers, vocab 32001)")
+    out(f"data: {record.metadata['source']}, max length {args.max_length}, {record.metadata['n_tokens']} "
+        f"tokens (mean {record.metadata['n_tokens'] / len(record):.0f}/example)")
+    out(f"per run: {args.steps} optimizer step(s) of {args.effective_batch} examples, labels {args.labels}; "
+        f"{args.rounds} interleaved rounds after 1 warm-up run each")
+    plan = contenders(args)
+    if args.memory_only:
+        out(f"{'memory':<16}{'peak RSS+ MiB':>15}")
+        for name, overrides in plan.items():
+            out(f"{name:<16}{cpu_peak_mib(args, name, overrides, record_path, model_path, workdir):>15,.0f}")
+        return {}
+    for name, overrides in plan.items():  # warm-up: first-call allocations, kernel choice, compilation
+        run_once(args, name, overrides, record_path, model_path, workdir, 1)
+    results: dict[str, list[dict]] = {name: [] for name in plan}
+    out(f"{'round':<7}{'contender':<16}{'tokens':>8}{'step s':>9}{'tokens/s':>11}{'vs bs1':>8}")
+    for r in range(args.rounds):
+        for name, overrides in plan.items():
+            res = run_once(args, name, overrides, record_path, model_path, workdir, args.steps)
+            results[name].append(res)
+            rate = res["tokens"] / res["seconds"]
+            base = results["bs1"][r]["tokens"] / results["bs1"][r]["seconds"]
+            out(f"{r + 1:<7}{name:<16}{res['tokens']:>8}{res['seconds']:>9.2f}{rate:>11,.0f}{rate / base:>7.2f}x")
+    peaks = {name: results[name][-1]["peak_mib"] if args.device == "cuda"
+             else cpu_peak_mib(args, name, overrides, record_path, model_path, workdir) if args.cpu_memory
+             else None for name, overrides in plan.items()}
+
+    def rates(name):
+        return [x["tokens"] / x["seconds"] for x in results[name]]
+
+    memory = "peak MiB" if args.device == "cuda" else "peak RSS+ MiB"
+    out(f"{'summary':<16}{'best tok/s':>11}{'median tok/s':>14}{'median ratio':>14}{memory:>15}  attention")
+    table = {}
+    for name in plan:
+        ratios = [a / b for a, b in zip(rates(name), rates("bs1"), strict=True)]
+        table[name] = {"best_tokens_per_s": max(rates(name)), "median_tokens_per_s": statistics.median(rates(name)),
+                       "median_ratio_vs_bs1": statistics.median(ratios), "peak_mib": peaks[name],
+                       "attn": results[name][0]["attn"], "logits": results[name][0]["logits"]}
+        row = table[name]
+        peak = float("nan") if row["peak_mib"] is None else row["peak_mib"]
+        out(f"{name:<16}{row['best_tokens_per_s']:>11,.0f}{row['median_tokens_per_s']:>14,.0f}"
+            f"{row['median_ratio_vs_bs1']:>13.2f}x{peak:>15,.0f}  {row['attn']}")
+    return table
+
+
+PROFILE_GROUPS = {  # self CPU time of torch ops, by what they do
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"),
+    "attention": ("scaled_dot_product", "flash_attention", "aten::_efficient_attention", "aten::baddbmm"),
+    "cross-entropy": ("log_softmax", "nll_loss", "aten::cross_entropy"),
+    "optimizer": ("_foreach", "adam"),
+}
+
+
+def profile(args, record_path: Path, model_path: Path, workdir: Path, names: list[str], out=print) -> dict:
+    """torch.profiler over one run of each contender in ``names``: share of self CPU time per op group."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    plan = contenders(args)
+    shares = {}
+    for name in names:
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
+            run_once(args, name, plan[name], record_path, model_path, workdir, args.steps)
+        totals = {group: 0.0 for group in [*PROFILE_GROUPS, "other"]}
+        for event in prof.key_averages():
+            group = next((g for g, keys in PROFILE_GROUPS.items() if any(k in event.key for k in keys)), "other")
+            totals[group] += event.self_cpu_time_total
+        whole = sum(totals.values()) or 1.0
+        shares[name] = {"seconds": whole / 1e6, **{g: t / whole for g, t in totals.items()}}
+    out(f"{'profile':<16}{'self CPU s':>11}" + "".join(f"{g:>15}" for g in [*PROFILE_GROUPS, "other"]))
+    for name, row in shares.items():
+        out(f"{name:<16}{row['seconds']:>11.2f}" + "".join(f"{row[g]:>14.0%} " for g in [*PROFILE_GROUPS, "other"]))
+    return shares
 
 
 def main() -> None:
     args = parse_args()
+    if args.child:
+        return child(json.loads(args.child))
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the trainer uses whatever accelerate finds
-    import logging
-
     import torch
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device (this option is for GPU machines only)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    logging.getLogger().setLevel(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
+    quiet()
     workdir = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
-        record_path, model_path, n_params = build_inputs(args, workdir)
-        from imrepro.data.role_record import load_role_record
-        record = load_role_record(record_path)
-        device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-        shape = MODEL_SIZES[args.model_size]
-        print(f"device: {device}  model: llama {args.model_size} ({n_params / 1e6:.1f}M parameters: hidden "
-              f"{shape['hidden_size']}, {shape['num_hidden_layers']} layers, vocab 32001)")
-        print(f"data: {record.metadata['source']}, max length {args.max_length}, {record.metadata['n_tokens']} "
-              f"tokens (mean {record.metadata['n_tokens'] / len(record):.0f}/example)")
-        print(f"per run: {args.steps} optimizer step(s) of {args.effective_batch} examples, labels {args.labels}; "
-              f"{args.rounds} interleaved rounds after 1 warm-up run each")
-
-        contenders = {"bs1": None, **{f"packed{b}": b for b in args.token_budget}}
-        for name, budget in contenders.items():  # warm-up: first-call allocations, kernel choice, imports
-            run_once(args, name, budget, record_path, model_path, workdir, 1)
-        results: dict[str, list[dict]] = {name: [] for name in contenders}
-        memory = "  peak GiB" if args.device == "cuda" else ""
-        print(f"{'round':<7}{'contender':<12}{'tokens':>8}{'step s':>9}{'tokens/s':>11}{'vs bs1':>8}{memory}")
-        for r in range(args.rounds):
-            for name, budget in contenders.items():
-                res = run_once(args, name, budget, record_path, model_path, workdir, args.steps)
-                results[name].append(res)
-                rate = res["tokens"] / res["seconds"]
-                base = results["bs1"][r]["tokens"] / results["bs1"][r]["seconds"]
-                extra = f"{res['peak_gib']:>10.2f}" if res["peak_gib"] is not None else ""
-                print(f"{r + 1:<7}{name:<12}{res['tokens']:>8}{res['seconds']:>9.2f}{rate:>11,.0f}"
-                      f"{rate / base:>7.2f}x{extra}", flush=True)
-
-        def rates(name):
-            return [x["tokens"] / x["seconds"] for x in results[name]]
-
-        print(f"{'summary':<19}{'best tok/s':>11}{'median tok/s':>14}{'best/best':>11}{'median ratio':>14}  attention")
-        for name in contenders:
-            ratios = [a / b for a, b in zip(rates(name), rates("bs1"), strict=True)]
-            print(f"{name:<19}{max(rates(name)):>11,.0f}{statistics.median(rates(name)):>14,.0f}"
-                  f"{max(rates(name)) / max(rates('bs1')):>10.2f}x{statistics.median(ratios):>13.2f}x  "
-                  f"{results[name][0]['attn']}")
+        if args.profile:
+            record_path, model_path, _ = build_inputs(args, workdir)
+            profile(args, record_path, model_path, workdir, args.profile)
+        else:
+            benchmark(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -195,4 +323,5 @@ def main() -> None:
 if __name__ == "__main__":
     t0 = time.perf_counter()
     main()
-    print(f"wall {time.perf_counter() - t0:.0f} s")
+    if "--child" not in sys.argv:
+        print(f"wall {time.perf_counter() - t0:.0f} s")

@@ -11,6 +11,7 @@ from imrepro.eval import catalogue as cat  # noqa: E402
 from imrepro.core import workflow_config as wc  # noqa: E402
 from imrepro.eval.lm_eval_tasks import LOCAL_TASKS  # noqa: E402
 from imrepro.core.provenance import git_revision  # noqa: E402
+from imrepro.train.settings import CONFIG_KEYS as TRAIN_SETTING_KEYS  # noqa: E402
 
 CFG = wc.prepare(config)
 REPO = Path(workflow.basedir)
@@ -146,10 +147,6 @@ def get_train_launcher(wildcards, resources):
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
 
 
-TRAIN_SETTING_KEYS = ("epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
-                      "adam_betas", "adam_epsilon", "max_grad_norm", "effective_batch_size", "packing",
-                      "token_budget", "per_device_batch_size", "loss_normalisation", "precision",
-                      "attn_implementation", "gradient_checkpointing", "seed", "checkpoint_every")
 
 
 def reference_path(model, dataset):
@@ -396,3 +393,34 @@ def table_inputs(wildcards):
 
 def loss_files(wildcards):
     return [eval_path(t.target_id, "output_loss") for t in TARGETS.values() if "output_loss" in t.benchmarks]
+
+
+# ---- cost plan (rules/plan.smk) ---------------------------------------------------------------
+
+
+def get_plan_jobs():
+    """One TrainJob (imrepro.train.cost_plan) per training run of the active run groups."""
+    training = CFG["training"]
+    jobs = []
+    for run in wc.runs(CFG):
+        entry = CFG["datasets"][run.dataset]
+        parent = CFG["datasets"].get(entry.get("from", ""), {})
+        args = entry.get("args") or {}
+        jobs.append({
+            "run_id": run.run_id, "model": run.model, "dataset": run.dataset, "epochs": run.epochs,
+            "effective_batch_size": training["effective_batch_size"], "max_length": MAX_LENGTH,
+            "gpus": int(train_resources(run.model)["gpu"]),
+            "record": record_path(model_tokenizer(run.model), run.dataset),
+            "stats": f"{RESULTS}/data/stats/{run.dataset}.json", "paper_name": entry.get("paper_name"),
+            "parent_paper_name": parent.get("paper_name"), "subset_size": args.get("size", args.get("count")),
+        })
+    return jobs
+
+
+def get_plan_eval_jobs():
+    """{benchmark: number of (model, benchmark) evaluation jobs}."""
+    counts = {}
+    for target in TARGETS.values():
+        for benchmark in target.benchmarks:
+            counts[benchmark] = counts.get(benchmark, 0) + 1
+    return counts

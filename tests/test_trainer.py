@@ -182,6 +182,20 @@ def test_packed_and_padded_give_the_same_loss_and_weights(trained, normalisation
     assert max_abs_diff(packed_weights, padded_weights) < 1e-5  # the update itself is ~1e-3
 
 
+def test_fast_paths_train_the_same_weights(trained):
+    """The defaults (sdpa_varlen packs, logits at trained positions) against the reference paths
+    (dense block mask, every logit): same losses and the same update."""
+    fast, fast_weights = trained()
+    assert (fast["attn_implementation"], fast["logits_positions"]) == ("sdpa_varlen", "trained")
+    for overrides in ({"attn_implementation": "sdpa", "trained_logits_only": False},
+                      {"attn_implementation": "eager", "trained_logits_only": True}):
+        reference, reference_weights = trained(**overrides)
+        assert reference["attn_implementation"] == overrides["attn_implementation"]
+        for a, b in zip(fast["history"], reference["history"], strict=True):
+            assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+        assert max_abs_diff(fast_weights, reference_weights) < 1e-5
+
+
 # --- NEFTune ------------------------------------------------------------------------------------
 
 

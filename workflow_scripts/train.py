@@ -8,7 +8,8 @@ optionally with NEFTune. One process on CPU, or under `accelerate launch` on GPU
     accelerate launch --num_processes 4 --use_deepspeed --deepspeed_config_file configs/deepspeed/zero3.json \
         workflow_scripts/train.py --settings @settings.json
 
-`--settings` takes JSON, or @file with JSON; keys are the fields of imrepro.train.trainer.TrainSettings.
+`--settings` takes JSON, or @file with JSON; keys are the fields of imrepro.train.settings.TrainSettings
+(one documented line each).
 """
 
 import argparse
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import _bootstrap
 from imrepro.train.label_policies import POLICIES
-from imrepro.train.trainer import TrainSettings, train
+from imrepro.train.settings import TrainSettings
+from imrepro.train.trainer import train
 
 
 def parse_settings(text: str) -> TrainSettings:

@@ -51,6 +51,27 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return F.pad(next_token_nll[..., :-1], (1, 0))
 
 
+def trained_positions(weights: torch.Tensor) -> torch.Tensor:
+    """1-D positions ``t`` whose logits predict a trained label (``weights[..., t + 1] > 0`` in any
+    row): the ``logits_to_keep`` index of a transformers CausalLM forward."""
+    rows = weights.reshape(-1, weights.shape[-1])
+    return torch.nonzero((rows[:, 1:] > 0).any(0)).squeeze(1)
+
+
+def token_nll_at(logits: torch.Tensor, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """:func:`token_nll` from the logits at ``positions`` only (``[..., K, V]``, K = len(positions)).
+
+    Equal to ``token_nll`` wherever a label is trained; 0 at the other positions (their weight is
+    0, so no loss, no logging and no KL term reads them).
+    """
+    if logits.shape[:-1] != (*input_ids.shape[:-1], len(positions)):
+        raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)} "
+                         f"at {len(positions)} positions")
+    targets = input_ids[..., positions + 1]
+    kept = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none").view(targets.shape)
+    return kept.new_zeros(input_ids.shape).index_copy(-1, positions + 1, kept)
+
+
 def _per_example_sums(values: torch.Tensor, example_index: torch.Tensor | None) -> torch.Tensor:
     """Sum of ``values`` per example: per row when ``example_index`` is None, else by index."""
     if example_index is None:

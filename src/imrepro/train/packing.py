@@ -11,6 +11,10 @@ How attention is kept inside each example depends on the attention implementatio
 
 * ``flash_attention_2``: ``position_ids`` alone; transformers finds the example starts from them
   and calls the varlen kernel. Memory O(T): the path for long packs.
+* ``flex_attention``: ``position_ids`` alone; transformers builds a document ``BlockMask`` from
+  them and FlexAttention skips the cross-example blocks (CUDA only: no CPU backward).
+* ``sdpa_varlen`` (:mod:`imrepro.train.attention`): the pack's ``cu_seq_lens_q/k``, one causal
+  SDPA per example; exactly the diagonal blocks, the CPU path.
 * ``sdpa`` and ``eager``: an explicit 4-D additive mask from :func:`block_causal_mask`. Memory
   O(T^2) (T = 8192 in bf16: 128 MiB per pack), fine for the budgets used on CPU and for checks.
   Without the mask, transformers infers packing from ``position_ids`` only when the forward
@@ -28,7 +32,7 @@ import torch
 
 from imrepro.train.label_policies import it_weights, label_weights
 
-ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
+ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "flex_attention", "sdpa_varlen", "sdpa", "eager")
 
 
 @dataclass
@@ -231,6 +235,10 @@ def model_inputs(batch: PackedBatch | PaddedBatch, attn_implementation: str,
     inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
     if isinstance(batch, PaddedBatch):
         inputs["attention_mask"] = batch.attention_mask
-    elif attn_implementation != "flash_attention_2":
+    elif attn_implementation == "sdpa_varlen":
+        cu = batch.cu_seqlens.to(batch.input_ids.device)
+        longest = max(batch.seq_lens)
+        inputs.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=longest, max_length_k=longest)
+    elif attn_implementation not in ("flash_attention_2", "flex_attention"):
         inputs["attention_mask"] = block_causal_mask(batch.seq_lens, dtype, batch.input_ids.device)
     return inputs

@@ -1,9 +1,12 @@
 """The fine-tuning loop: one role record, one label policy, any causal LM.
 
-Readable top to bottom (nanoGPT style): build the examples, plan the optimizer steps, then
-for each step run its micro-batches (packed or padded), divide every micro-batch's loss
-numerator by the step's denominator (``sequence_mean`` or ``token_global``), step, log,
-checkpoint. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
+Readable top to bottom (nanoGPT style): :func:`train` is one screen of phases, each a short
+function below it: ``_build_accelerator``, ``_load_data`` (examples, label weights, the plan of
+optimizer steps), ``_build_model`` (attention implementation, trained-position logits),
+``_build_optimizer``, ``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or
+padded, each ``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean``
+or ``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
+atomic save. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
 ZeRO-2/3) on GPUs; the number of processes comes from the launcher.
 
 Resumable: every ``checkpoint_every`` optimizer steps the full state (model, optimizer,
@@ -15,13 +18,16 @@ because the data plan and the noise are functions of (seed, step), ends with the
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,48 +35,16 @@ import torch
 from imrepro.core import provenance
 from imrepro.core.models import load_causal_lm
 from imrepro.data.role_record import RoleRecord, load_role_record
+from imrepro.train import attention, packing
 from imrepro.train import loss as loss_lib
-from imrepro.train import packing
 from imrepro.train.label_policies import label_weights
 from imrepro.train.neftune import NEFTune, neftune_scale
 from imrepro.train.schedule import equalise, micro_batches, optimizer_steps, rank_share
+from imrepro.train.settings import TrainSettings
+
+__all__ = ["TrainSettings", "TrainingData", "build_training_data", "train"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainSettings:
-    model_path: str
-    record_path: str
-    output_dir: str
-    scratch_dir: str
-    labels: str = "it"
-    prompt_weight: float | None = None
-    neftune_alpha: float | None = None
-    kl_lambda: float | None = None
-    reference_logprobs: str | None = None
-    epochs: float = 2
-    learning_rate: float = 2e-5
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_epsilon: float = 1e-6
-    max_grad_norm: float | None = 1.0
-    effective_batch_size: int = 128
-    packing: bool = True
-    token_budget: int = 8192
-    per_device_batch_size: int = 1
-    loss_normalisation: str = "sequence_mean"
-    precision: str = "bf16"
-    attn_implementation: str = "auto"
-    gradient_checkpointing: bool = False
-    seed: int = 42
-    checkpoint_every: int = 50
-    max_steps: int | None = None
-    log_dir: str | None = None
-    progress: bool = True
-    run_info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +53,11 @@ class TrainingData:
     n_dropped: int
     trained_share: float
     reference: list[np.ndarray] | None = None  # per example: log p_ref(x_t | x_<t), for KL
+    record: RoleRecord | None = None
+
+    @functools.cached_property
+    def lengths(self) -> list[int]:
+        return [len(ex.input_ids) for ex in self.examples]
 
 
 def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | None,
@@ -105,7 +84,8 @@ def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | 
     if not examples:
         raise ValueError(f"{record.metadata.get('source', 'dataset')}: no example has a trained token "
                          f"after truncation at {record.metadata.get('max_length')} tokens")
-    return TrainingData(examples, dropped, trained / max(positions, 1), refs if reference is not None else None)
+    return TrainingData(examples, dropped, trained / max(positions, 1), refs if reference is not None else None,
+                        record)
 
 
 def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tensor:
@@ -118,9 +98,12 @@ def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tens
     return out
 
 
-def load_model(settings: TrainSettings, pad_id: int):
-    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32,
-                                 attn_implementation=settings.attn_implementation)
+def load_model(settings: TrainSettings, pad_id: int, attn_implementation: str):
+    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation)
+    return _configure_model(model, settings, pad_id), attn
+
+
+def _configure_model(model, settings: TrainSettings, pad_id: int):
     # num_embeddings, not weight.shape: under ZeRO-3 the weight is partitioned at load (shape 0)
     if model.get_input_embeddings().num_embeddings <= pad_id:  # the authors add <pad> and resize
         model.resize_token_embeddings(pad_id + 1)
@@ -128,7 +111,7 @@ def load_model(settings: TrainSettings, pad_id: int):
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
-    return model, attn
+    return model
 
 
 def _latest_checkpoint(scratch: Path) -> Path | None:
@@ -191,11 +174,56 @@ def _collate(examples: list[packing.Example], settings: TrainSettings, pad_id: i
     return packing.collate_padded(examples, pad_id)
 
 
+@dataclass
+class _Run:
+    """What the phases of one training run share (built once by :func:`train`)."""
+
+    settings: TrainSettings
+    accelerator: Any
+    data: TrainingData
+    steps: list[np.ndarray]  # example indices of every optimizer step
+    pad_id: int
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    attn: str = ""  # the attention implementation that runs
+    trained_logits: bool = False  # LM head only at trained positions (logits_to_keep)
+    compute_dtype: torch.dtype = torch.float32
+    noise: NEFTune | None = None
+
+
 def train(settings: TrainSettings) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs, set_seed
+    """Fine-tune ``settings.model_path`` on ``settings.record_path``; returns (and saves beside
+    the model as ``train_summary.json``) the run's summary."""
     from tqdm import tqdm
-    from transformers import get_scheduler
+
+    run = _load_data(settings, _build_accelerator(settings))
+    _build_model(run)
+    _build_optimizer(run)
+    start_step, history = _resume(run)
+    writer = _tensorboard(run)
+    bar = tqdm(total=len(run.steps), initial=start_step, desc="train", unit="step",
+               disable=not (settings.progress and run.accelerator.is_main_process))
+    run.model.train()
+    t_start = time.perf_counter()
+    for step_index in range(start_step, len(run.steps)):
+        history.append(_optimizer_step(run, step_index))
+        _log_step(writer, bar, history[-1])
+        done = step_index + 1
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < len(run.steps):
+            _save_checkpoint(run.accelerator, Path(settings.scratch_dir), done, {"step": done, "history": history})
+    bar.close()
+    summary = _summary(run, history, start_step, time.perf_counter() - t_start)
+    _save_final(run.accelerator, run.model, settings, run.data.record, summary)
+    if writer:
+        writer.close()
+    return summary
+
+
+def _build_accelerator(settings: TrainSettings):
+    """One process, or the process group the launcher started; bf16 autocast on GPU."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs, set_seed
 
     if settings.loss_normalisation not in loss_lib.NORMALISATIONS:
         raise ValueError(f"unknown loss normalisation {settings.loss_normalisation!r}")
@@ -209,161 +237,204 @@ def train(settings: TrainSettings) -> dict:
     if accelerator.state.deepspeed_plugin is not None:
         _configure_deepspeed(accelerator.state.deepspeed_plugin.deepspeed_config, settings, accelerator.num_processes)
     set_seed(settings.seed)
-    rank, world = accelerator.process_index, accelerator.num_processes
+    return accelerator
 
-    record = load_role_record(settings.record_path)
-    pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
-    reference = None
+
+def _load_data(settings: TrainSettings, accelerator) -> _Run:
+    """The examples with their label weights (and KL reference), and the optimizer-step plan."""
     if settings.reference_logprobs and not settings.kl_lambda:
         raise ValueError("reference_logprobs is set but kl_lambda is not: set both for KL-regularised IT, or neither")
-    if settings.kl_lambda:
-        if not settings.reference_logprobs:
-            raise ValueError("kl_lambda needs reference_logprobs (built by the reference_logprobs rule)")
-        reference = np.load(settings.reference_logprobs)
+    if settings.kl_lambda and not settings.reference_logprobs:
+        raise ValueError("kl_lambda needs reference_logprobs (built by the reference_logprobs rule)")
+    record = load_role_record(settings.record_path)
+    pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
+    reference = np.load(settings.reference_logprobs) if settings.kl_lambda else None
     data = build_training_data(record, settings.labels, settings.prompt_weight, reference)
-    lengths = [len(ex.input_ids) for ex in data.examples]
     steps = optimizer_steps(len(data.examples), settings.effective_batch_size, settings.epochs, settings.seed)
-    if settings.max_steps is not None:
-        steps = steps[: settings.max_steps]
+    steps = steps[: settings.max_steps] if settings.max_steps is not None else steps
     log.info("%d examples (%d dropped: no response token left after truncation), %d optimizer steps, "
              "trained share %.3f (%s)", len(data.examples), data.n_dropped, len(steps), data.trained_share,
              settings.labels)
+    return _Run(settings, accelerator, data, steps, pad_id)
 
-    model, attn = load_model(settings, pad_id)
+
+def _build_model(run: _Run, model=None) -> None:
+    """The model with its attention implementation (imrepro.train.attention) and logits path;
+    ``model``: an already built one instead of ``settings.model_path`` (benchmarks/gpu_check.py)."""
+    settings = run.settings
+    attn = attention.resolve_training_attention(settings.attn_implementation, settings.packing,
+                                                run.accelerator.device.type)
+    if model is None:
+        run.model, run.attn = load_model(settings, run.pad_id, attn)
+    else:
+        model.set_attn_implementation(attn)
+        run.model, run.attn = _configure_model(model, settings, run.pad_id), attn
+    window = getattr(run.model.config, "sliding_window", None)
+    if settings.packing and run.attn in ("sdpa", "eager") and window and max(run.data.lengths) > window:
+        raise ValueError(f"attn_implementation {run.attn} with packing: the dense block mask ignores the model's "
+                         f"sliding window ({window} tokens < examples of {max(run.data.lengths)}); use auto")
+    # transformers' CausalLM forward takes logits_to_keep (an index tensor) and applies the LM head
+    # (and any final soft-capping) only there; a model without it computes every position.
+    run.trained_logits = settings.trained_logits_only and "logits_to_keep" in inspect.signature(
+        run.model.forward).parameters
+    log.info("attention %s, logits at %s positions", run.attn, "trained" if run.trained_logits else "all")
+
+
+def _build_optimizer(run: _Run) -> None:
+    """AdamW (or DeepSpeed's configured optimizer) and the lr schedule; accelerate.prepare."""
+    from accelerate.utils import DummyOptim, DummyScheduler
+    from transformers import get_scheduler
+
+    settings, accelerator = run.settings, run.accelerator
+
     # No weight decay on biases and norms (as open-instruct). By name, not p.ndim: ZeRO-3 partitions
     # parameters at load, leaving every local shape 1-D.
     def decays(name: str) -> bool:
         return not (name.endswith("bias") or "norm" in name)
 
-    decay = [p for n, p in model.named_parameters() if decays(n)]
-    no_decay = [p for n, p in model.named_parameters() if not decays(n)]
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    warmup = int(len(steps) * settings.warmup_ratio)
+    named = list(run.model.named_parameters())
+    groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
+              {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+    warmup = int(len(run.steps) * settings.warmup_ratio)
 
     def make_scheduler(opt):
-        return get_scheduler(settings.lr_scheduler, opt, num_warmup_steps=warmup, num_training_steps=len(steps))
+        return get_scheduler(settings.lr_scheduler, opt, num_warmup_steps=warmup, num_training_steps=len(run.steps))
 
-    ds_config = accelerator.state.deepspeed_plugin.deepspeed_config if accelerator.state.deepspeed_plugin else {}
-    if "optimizer" in ds_config:  # DeepSpeed builds its optimizer from its config, and then owns our scheduler
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin and "optimizer" in plugin.deepspeed_config:  # DeepSpeed builds it, then owns our scheduler
         optimizer = DummyOptim(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         scheduler = DummyScheduler(optimizer, lr_scheduler_callable=make_scheduler)
     else:  # also with optimizer offload: accelerate swaps this for DeepSpeed's CPU Adam, same param groups
         optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, betas=tuple(settings.adam_betas),
                                       eps=settings.adam_epsilon)
         scheduler = make_scheduler(optimizer)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    noise = NEFTune(accelerator.unwrap_model(model), settings.neftune_alpha) if settings.neftune_alpha else None
-    hidden_size = accelerator.unwrap_model(model).config.hidden_size
-    compute_dtype = torch.bfloat16 if mixed == "bf16" or _deepspeed_bf16(accelerator) else torch.float32
+    run.model, run.optimizer, run.scheduler = accelerator.prepare(run.model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(run.model)
+    run.noise = NEFTune(unwrapped, settings.neftune_alpha) if settings.neftune_alpha else None
+    bf16 = accelerator.mixed_precision == "bf16" or _deepspeed_bf16(accelerator)
+    run.compute_dtype = torch.bfloat16 if bf16 else torch.float32
 
-    scratch = Path(settings.scratch_dir)
+
+def _resume(run: _Run) -> tuple[int, list[dict]]:
+    """(first step to run, history so far): from the newest complete checkpoint, if any."""
+    scratch = Path(run.settings.scratch_dir)
     scratch.mkdir(parents=True, exist_ok=True)
-    start_step, history = 0, []
     checkpoint = _latest_checkpoint(scratch)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-        start_step, history = state["step"], state["history"]
-        log.info("resuming from %s (optimizer step %d of %d)", checkpoint, start_step, len(steps))
+    if checkpoint is None:
+        return 0, []
+    run.accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    log.info("resuming from %s (optimizer step %d of %d)", checkpoint, state["step"], len(run.steps))
+    return state["step"], state["history"]
 
-    writer = None
-    if accelerator.is_main_process and settings.log_dir:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(settings.log_dir)
 
-    model.train()
-    bar = tqdm(total=len(steps), initial=start_step, desc="train", unit="step",
-               disable=not (settings.progress and accelerator.is_main_process))
-    t_start = time.perf_counter()
-    for step_index in range(start_step, len(steps)):
-        step = steps[step_index]
-        denominator = loss_lib.step_denominator([data.examples[i].weights for i in step],
-                                                settings.loss_normalisation)
-        per_rank = [micro_batches(rank_share(step, r, world), lengths, settings.packing,
-                                  settings.token_budget, settings.per_device_batch_size) for r in range(world)]
-        mine = equalise(per_rank)[rank]
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step_index)
-        lr = scheduler.get_last_lr()[0]  # the rate this step uses
-        t0 = time.perf_counter()
-        sums = torch.zeros(5, dtype=torch.float64)  # loss, prompt nll, prompt n, response nll, response n
-        tokens = 0
-        for j, indices in enumerate(mine):
-            last = j == len(mine) - 1
-            empty = indices is None
-            batch_examples = [data.examples[i] for i in (indices if not empty else step[:1])]
-            batch = _collate(batch_examples, settings, pad_id).to(accelerator.device)
-            inputs = packing.model_inputs(batch, attn, dtype=compute_dtype)
-            accelerator.gradient_state._set_sync_gradients(last)  # DeepSpeed steps on the last one
-            sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-            with sync, (noise.active(neftune_scale(batch, settings.neftune_alpha, hidden_size),
-                                     generator) if noise else contextlib.nullcontext()):
-                logits = model(**inputs).logits
-                nll = loss_lib.token_nll(logits, inputs["input_ids"])
-                weights = batch.weights
-                index = batch.example_index if settings.packing else None
-                objective = nll
-                if data.reference is not None:
-                    # The authors' KL term (finetune_kl.py): the target-token estimate
-                    # log p(x_t) - log p_ref(x_t) on the trained tokens, weighted by kl_lambda.
-                    refs = [data.reference[i] for i in (indices if not empty else step[:1])]
-                    reference_lp = _reference_tensor(refs, batch, settings.packing).to(nll.device)
-                    objective = nll + settings.kl_lambda * (-nll - reference_lp)
-                numerator = loss_lib.loss_numerator(objective, weights, index, settings.loss_normalisation)
-                # DDP/ZeRO average gradients over ranks; the denominator already covers all ranks
-                micro_loss = numerator * (world / denominator) * (0.0 if empty else 1.0)
-                accelerator.backward(micro_loss)
-            if not empty:
-                parts = loss_lib.loss_parts(nll.detach(), weights, batch.response)
-                sums += torch.tensor([numerator.item() / denominator, *parts], dtype=torch.float64)
-                tokens += int(batch.n_tokens)
-        grad_norm = None
-        if settings.max_grad_norm:
-            # under DeepSpeed the engine has clipped and stepped in the last backward (config
-            # gradient_clipping); this returns the norm it measured before clipping
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
-        tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
-        elapsed = time.perf_counter() - t0
-        entry = {
-            "step": step_index + 1,
-            "loss": float(sums[0]),
+def _optimizer_step(run: _Run, step_index: int) -> dict:
+    """Every micro-batch of this rank's share of one optimizer step, then the update; the log entry."""
+    settings, accelerator = run.settings, run.accelerator
+    rank, world = accelerator.process_index, accelerator.num_processes
+    step = run.steps[step_index]
+    denominator = loss_lib.step_denominator([run.data.examples[i].weights for i in step],
+                                            settings.loss_normalisation)
+    lengths = run.data.lengths
+    per_rank = [micro_batches(rank_share(step, r, world), lengths, settings.packing, settings.token_budget,
+                              settings.per_device_batch_size) for r in range(world)]
+    mine = equalise(per_rank)[rank]  # None = a zero-weight pass, so every rank runs as many collectives
+    generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step_index)
+    lr = run.scheduler.get_last_lr()[0]  # the rate this step uses
+    t0 = time.perf_counter()
+    sums = torch.zeros(5, dtype=torch.float64)  # loss, prompt nll, prompt n, response nll, response n
+    tokens = 0
+    for j, indices in enumerate(mine):
+        last = j == len(mine) - 1
+        # Private but unavoidable: accelerate's public accumulate() needs a fixed number of
+        # micro-batches per step, ours varies with the packs. DeepSpeed steps on the last one.
+        accelerator.gradient_state._set_sync_gradients(last)
+        with contextlib.nullcontext() if last else accelerator.no_sync(run.model):
+            numerator, nll, batch = _micro_batch_loss(run, step[:1] if indices is None else indices, generator)
+            # DDP/ZeRO average gradients over ranks; the denominator already covers all ranks
+            accelerator.backward(numerator * (world / denominator) * (0.0 if indices is None else 1.0))
+        if indices is not None:
+            parts = loss_lib.loss_parts(nll.detach(), batch.weights, batch.response)
+            sums += torch.tensor([numerator.item() / denominator, *parts], dtype=torch.float64)
+            tokens += int(batch.n_tokens)
+    grad_norm = _update(run)
+    sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+    tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+    return {"step": step_index + 1, "loss": float(sums[0]),
             "loss_prompt": float(sums[1] / sums[2]) if sums[2] else None,
             "loss_response": float(sums[3] / sums[4]) if sums[4] else None,
-            "lr": lr,
-            "grad_norm": float(grad_norm) if grad_norm is not None else None,
-            "tokens": tokens,
-            "tokens_per_s": tokens / elapsed,
-        }
-        history.append(entry)
-        if writer:
-            for key in ("loss", "loss_prompt", "loss_response", "lr", "grad_norm", "tokens_per_s"):
-                if entry[key] is not None:
-                    writer.add_scalar(f"train/{key}", entry[key], entry["step"])
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", tok_s=f"{entry['tokens_per_s']:.0f}")
-        bar.update(1)
-        done = step_index + 1
-        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < len(steps):
-            _save_checkpoint(accelerator, scratch, done, {"step": done, "history": history})
-    bar.close()
-    wall = time.perf_counter() - t_start
+            "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - t0)}
 
-    summary = {
+
+def _micro_batch_loss(run: _Run, members, generator: torch.Generator):
+    """(loss numerator, per-token nll, batch) of one micro-batch of examples ``members``."""
+    settings = run.settings
+    batch = _collate([run.data.examples[i] for i in members], settings, run.pad_id).to(run.accelerator.device)
+    inputs = packing.model_inputs(batch, run.attn, dtype=run.compute_dtype)
+    noise = (run.noise.active(neftune_scale(batch, settings.neftune_alpha, run.noise.embedding.embedding_dim),
+                              generator) if run.noise else contextlib.nullcontext())
+    with noise:
+        if run.trained_logits:
+            keep = loss_lib.trained_positions(batch.weights)
+            nll = loss_lib.token_nll_at(run.model(**inputs, logits_to_keep=keep).logits, batch.input_ids, keep)
+        else:
+            nll = loss_lib.token_nll(run.model(**inputs).logits, batch.input_ids)
+    objective = nll
+    if run.data.reference is not None:
+        # The authors' KL term (finetune_kl.py): the target-token estimate
+        # log p(x_t) - log p_ref(x_t) on the trained tokens, weighted by kl_lambda.
+        refs = [run.data.reference[i] for i in members]
+        objective = nll + settings.kl_lambda * (-nll - _reference_tensor(refs, batch, settings.packing).to(nll.device))
+    index = batch.example_index if settings.packing else None
+    return loss_lib.loss_numerator(objective, batch.weights, index, settings.loss_normalisation), nll, batch
+
+
+def _update(run: _Run) -> torch.Tensor | None:
+    """Clip, step the optimizer and the schedule; the gradient norm before clipping."""
+    grad_norm = None
+    if run.settings.max_grad_norm:
+        # under DeepSpeed the engine has clipped and stepped in the last backward (config
+        # gradient_clipping); this returns the norm it measured before clipping
+        grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), run.settings.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def _tensorboard(run: _Run):
+    if not (run.accelerator.is_main_process and run.settings.log_dir):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(run.settings.log_dir)
+
+
+def _log_step(writer, bar, entry: dict) -> None:
+    if writer:
+        for key in ("loss", "loss_prompt", "loss_response", "lr", "grad_norm", "tokens_per_s"):
+            if entry[key] is not None:
+                writer.add_scalar(f"train/{key}", entry[key], entry["step"])
+    bar.set_postfix(loss=f"{entry['loss']:.4f}", tok_s=f"{entry['tokens_per_s']:.0f}")
+    bar.update(1)
+
+
+def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> dict:
+    settings = run.settings
+    return {
         **settings.run_info,
         "labels": settings.labels,
         "prompt_weight": settings.prompt_weight,
         "neftune_alpha": settings.neftune_alpha,
         "kl_lambda": settings.kl_lambda,
-        "n_examples": len(data.examples),
-        "n_dropped_no_response_token": data.n_dropped,
-        "trained_share": data.trained_share,
-        "optimizer_steps": len(steps),
+        "n_examples": len(run.data.examples),
+        "n_dropped_no_response_token": run.data.n_dropped,
+        "trained_share": run.data.trained_share,
+        "optimizer_steps": len(run.steps),
         "resumed_from_step": start_step,
-        "world_size": world,
-        "attn_implementation": attn,
+        "world_size": run.accelerator.num_processes,
+        "attn_implementation": run.attn,
+        "logits_positions": "trained" if run.trained_logits else "all",
         "final_loss": history[-1]["loss"] if history else None,
         "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
         "wall_seconds": wall,
@@ -371,11 +442,6 @@ def train(settings: TrainSettings) -> dict:
         "history": history,
         "provenance": provenance.collect(),
     }
-    _save_final(accelerator, model, settings, record, summary)
-    if writer:
-        writer.close()
-    return summary
-
 
 def _tokens_per_second(history: list[dict]) -> float | None:
     """Total tokens over total step time (not a mean of per-step rates)."""

@@ -1,0 +1,31 @@
+# Cost plan: what the active run groups would cost, before launch (`snakemake plan`, `make plan`).
+# Reads role records where they are built (never builds them: they are params, not inputs), so it
+# runs in seconds on a fresh checkout; the table goes to stdout and to results/plan/plan.{json,md}.
+
+
+localrules:
+    plan,
+
+
+rule plan:
+    output:
+        json=f"{RESULTS}/plan/plan.json",
+        md=f"{RESULTS}/plan/plan.md",
+    log:
+        f"{LOGS}/plan/plan.log",
+    params:
+        script=script_path("plan.py"),
+        jobs=json.dumps(get_plan_jobs()),
+        throughput=json.dumps(CFG["plan"]["throughput"]),
+        gpu=CFG["plan"]["gpu"],
+        tokens_per_word=CFG["plan"]["tokens_per_word"],
+        table5=repo_path("resources/paper/paper_results.csv"),
+        eval_jobs=json.dumps(get_plan_eval_jobs()),
+        # a record built since the last plan changes the numbers: rerun then
+        built=sorted(job["record"] for job in get_plan_jobs() if Path(job["record"]).is_file()),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python {params.script} --jobs {params.jobs:q} --throughput {params.throughput:q} --gpu {params.gpu} "
+        "--tokens-per-word {params.tokens_per_word} --table5 {params.table5:q} --eval-jobs {params.eval_jobs:q} "
+        "--output {output.json:q} 2> {log} | tee -a {log}"

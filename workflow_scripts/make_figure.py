@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.report.figures import FIGURES, SIZE_PATTERN, Inputs, load_losses, make_figure, save
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 
@@ -45,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-import _bootstrap
 from imrepro.core.atomic import atomic_path
+from imrepro.core.cli import run_main
 from imrepro.data.role_record import load_role_record
 from imrepro.train.scoring import load_scoring_model, token_logprobs
 
@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -17,7 +17,7 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.train.label_policies import POLICIES
 from imrepro.train.trainer import TrainSettings, train
 
@@ -46,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -82,7 +82,7 @@ def test_tables_figures_and_report(pipeline):
     results = pipeline / "results"
     table1 = (results / "tables" / "table1_main_results.md").read_text()
     assert "DEMO-SCALE" in table1 and "LIMA" in table1 and "not run" in table1
-    for figure in ("fig1", "fig2", "fig3", "fig4", "fig6", "fig10", "fig11"):
+    for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig10", "fig11"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
         assert (results / "figures" / f"{figure}.pdf").stat().st_size > 1000
     report = (results / "report.html").read_text(errors="replace")

@@ -8,7 +8,8 @@
 
 Figures: fig1 (IT vs IM bars), fig2 (gain of IM over IT vs instruction/output ratio and vs #examples,
 two panels), fig3 (output-loss distributions, needs --loss), fig4 / fig10 / fig11 (NLP mean / AlpacaEval
-1.0 / output length vs epochs), fig5 (IT vs IM for LLaMA-2-13B and OPT-6.7B), fig6 (Tulu V2 fractions). A figure whose runs are missing says so.
+1.0 / output length vs epochs), fig5 (IT vs IM for LLaMA-2-13B and OPT-6.7B), fig6 (Tulu V2 fractions).
+A figure whose runs are missing says so.
 """
 
 import argparse

@@ -13,7 +13,7 @@ export DS_BUILD_OPS := 0
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[all,dev]'
 	touch $@
 
 install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack

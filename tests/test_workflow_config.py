@@ -3,8 +3,10 @@ defaults are the only defaults; no YAML file of the workflow repeats a key."""
 
 import copy
 import dataclasses
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,16 @@ def test_slurm_profile_dry_run(tmp_path):
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "-n", "train")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "train_model" in result.stdout
+
+
+def test_every_env_installs_this_package_with_its_stage_extra():
+    """Scripts import imrepro from the installed package: each conda env installs the repository (pip runs in
+    the env file's folder, envs/) with an extra of pyproject.toml that exists."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for path in sorted((REPO / "envs").glob("*.yaml")):
+        (pip,) = [item["pip"] for item in yaml.safe_load(path.read_text())["dependencies"] if isinstance(item, dict)]
+        (editable,) = [line for line in pip if line.startswith("-e ")]
+        match = re.fullmatch(r"-e \.\.\[(\w+)\]", editable)
+        assert match and match.group(1) in extras, f"{path.name}: {editable}"
+    assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "gpu", "dev"}

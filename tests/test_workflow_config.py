@@ -234,3 +234,18 @@ def test_every_env_installs_this_package_with_its_stage_extra():
         match = re.fullmatch(r"-e \.\.\[(\w+)\]", editable)
         assert match and match.group(1) in extras, f"{path.name}: {editable}"
     assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "gpu", "dev"}
+
+
+def test_no_stage_imports_a_later_stage():
+    """The library's folders follow the DAG (core < data < train < eval < eval.judge < catalogue < report):
+    docs/import_graph.py reads every import of src/imrepro and finds none that points forward."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "docs" / "import_graph.py")
+    graph_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph_tool)
+    graph = graph_tool.imports(REPO / "src")
+    assert "imrepro.core.cli" in graph and "imrepro.eval.judge.client" in graph["imrepro.eval.judge.mt_bench"]
+    assert graph_tool.backward(graph_tool.edges(graph, by_stage=True)) == []
+    assert graph_tool.backward({("core", "data"), ("data", "core"), ("eval", "core.workflow_config")}) == [
+        ("core", "data"), ("eval", "core.workflow_config")]

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from imrepro.core.errors import InputError
+
 PACKAGE = Path(__file__).resolve().parents[1]  # src/imrepro
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -30,18 +32,15 @@ def setup_logging(level: int = logging.INFO) -> None:
 def run_main(main: Callable[[], None]) -> None:
     """Set up logging and run ``main()``; turn bad-input errors into one clear line on stderr and exit 1.
 
-    Data, download and missing-file errors, and the ValueErrors our own code raises, are the
-    user's to fix: the message says what and where. A ValueError raised inside a library
-    (torch, transformers, ...) may be a bug, so its traceback follows the message.
+    Input errors (:class:`~imrepro.core.errors.InputError`: data format, download), missing files and the
+    ValueErrors our own code raises are the user's to fix: the message says what and where. A ValueError
+    raised inside a library (torch, transformers, ...) may be a bug, so its traceback follows the message.
     """
-    from imrepro.data.download import DownloadError
-    from imrepro.data.messages import DataFormatError
-
     setup_logging()
     log = logging.getLogger(Path(sys.argv[0]).stem)
     try:
         main()
-    except (DataFormatError, DownloadError, FileNotFoundError) as err:
+    except (InputError, FileNotFoundError) as err:
         log.error("%s", err)
         sys.exit(1)
     except ValueError as err:

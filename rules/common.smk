@@ -1,7 +1,8 @@
 # Helpers that two or more stages share: the checked config, repository paths, and the path of every
 # output that one stage writes and another reads (the rule's pattern and the concrete paths come from
-# the same function, called with "{wildcard}" for the pattern). Single-stage helpers live in their
-# stage's .smk beside its rules. Only functions and constants here.
+# the same function, called with "{wildcard}" for the pattern). A single stage's helpers live beside its
+# rules, in rules/<stage>_helpers.smk (the evaluation helpers below are still to move). Only functions
+# and constants here.
 import hashlib
 import json
 from pathlib import Path

@@ -13,7 +13,7 @@ export DS_BUILD_OPS := 0
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[all,dev]'
 	touch $@
 
 install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
@@ -24,9 +24,10 @@ demo: install  ## run the embedded demo (CPU, offline, minutes); ends with resul
 test: lint  ## lint, then run the test suite
 	pytest -q
 
-lint: install  ## ruff + snakemake --lint
-	ruff check src tests workflow_scripts benchmarks resources/eval/lm_eval/build_local_tasks.py
+lint: install  ## ruff (Python, and the compiled rules) + snakemake --lint
+	ruff check src tests workflow_scripts benchmarks docs/import_graph.py resources/eval/lm_eval/build_local_tasks.py
 	snakemake --lint
+	pytest -q tests/test_rules_lint.py  # ruff over the Python that the Snakefile and rules/*.smk compile to
 
 bench: install  ## benchmarks: role records vs a tokenizer call; packed trainer vs batch size 1; batched generation
 	python benchmarks/bench_role_record.py

@@ -16,7 +16,7 @@ configfile: Path(workflow.basedir) / "config.yaml"
 report: "report/workflow.rst"
 
 
-validate(config, "schemas/config.schema.yaml")
+validate(config, "schemas/config.schema.yaml", set_default=True)  # the schema's defaults fill the config
 
 
 include: "rules/common.smk"

@@ -1,6 +1,9 @@
 # Data stage: download -> canonical messages JSONL -> Table 5 statistics -> role records.
 
 
+include: "data_helpers.smk"
+
+
 localrules:
     download_source,
     dataset_stats,
@@ -9,7 +12,7 @@ localrules:
 
 rule download_source:
     output:
-        f"{RESULTS}/data/raw/{{source}}/{{filename}}",
+        raw_path("{source}", "{filename}"),
     log:
         f"{LOGS}/data/download_source/{{source}}/{{filename}}.log",
     params:
@@ -28,7 +31,7 @@ rule convert_dataset:
     input:
         get_dataset_inputs,
     output:
-        f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+        canonical_path("{dataset}"),
     log:
         f"{LOGS}/data/convert_dataset/{{dataset}}.log",
     params:
@@ -46,9 +49,9 @@ rule convert_dataset:
 
 rule dataset_stats:
     input:
-        f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+        canonical_path("{dataset}"),
     output:
-        f"{RESULTS}/data/stats/{{dataset}}.json",
+        stats_path("{dataset}"),
     log:
         f"{LOGS}/data/dataset_stats/{{dataset}}.log",
     params:
@@ -62,10 +65,10 @@ rule dataset_stats:
 
 rule table5:
     input:
-        lambda w: expand(f"{RESULTS}/data/stats/{{dataset}}.json", dataset=wc.needed_datasets(CFG)),
+        [stats_path(dataset) for dataset in wc.needed_datasets(CFG)],
     output:
-        csv=f"{RESULTS}/tables/table5_dataset_stats.csv",
-        md=f"{RESULTS}/tables/table5_dataset_stats.md",
+        csv=table_path("table5_dataset_stats", "csv"),
+        md=table_path("table5_dataset_stats", "md"),
     log:
         f"{LOGS}/data/table5.log",
     params:
@@ -79,19 +82,17 @@ rule table5:
 
 rule role_record:
     input:
-        data=f"{RESULTS}/data/canonical/{{dataset}}.jsonl",
+        data=canonical_path("{dataset}"),
         tokenizer_files=get_tokenizer_files,
     output:
-        f"{RESULTS}/data/records/{{tokenizer}}_ml{{max_length}}/{{dataset}}.parquet",
+        record_path("{tokenizer}", "{dataset}", "{max_length}"),
     log:
         f"{LOGS}/data/role_record/{{tokenizer}}_ml{{max_length}}/{{dataset}}.log",
     params:
         script=script_path("build_role_record.py"),
         backend=lambda w: get_tokenizer(w)["backend"],
         path=lambda w: repo_path(get_tokenizer(w)["path"]),
-        revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]
-        if "revision" in get_tokenizer(w)
-        else [],
+        revision=get_tokenizer_revision,
     threads: 2
     resources:
         mem_mb=16000,
@@ -106,6 +107,6 @@ rule role_record:
 
 rule data:
     input:
-        lambda w: [canonical_path(d) for d in wc.needed_datasets(CFG)],
+        [canonical_path(dataset) for dataset in wc.needed_datasets(CFG)],
         rules.table5.output,
-        lambda w: [record_path(t, d) for t, d in wc.record_targets(CFG)],
+        [record_path(tokenizer, dataset) for tokenizer, dataset in wc.record_targets(CFG)],

@@ -3,6 +3,9 @@
 # runs in seconds on a fresh checkout; the table goes to stdout and to results/plan/plan.{json,md}.
 
 
+include: "plan_helpers.smk"
+
+
 localrules:
     plan,
 

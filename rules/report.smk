@@ -2,6 +2,9 @@
 # and the HTML report (snakemake --report) that collects them with provenance.
 
 
+include: "report_helpers.smk"
+
+
 localrules:
     paper_table,
     paper_figure,
@@ -10,25 +13,25 @@ localrules:
 
 
 wildcard_constraints:
-    table_stem="|".join(TABLES.values()),
-    figure="|".join(FIGURES),
+    table_stem="|".join(cat.TABLE_STEMS.values()),
+    figure="|".join(cat.FIGURES),
 
 
 rule paper_table:
     input:
-        unpack(table_inputs),
+        unpack(get_table_inputs),
     output:
-        csv=report(f"{RESULTS}/tables/{{table_stem}}.csv", category="Tables", labels={"table": "{table_stem}", "format": "csv"}),
-        md=report(f"{RESULTS}/tables/{{table_stem}}.md", caption="../report/captions/item.rst", category="Tables",
+        csv=report(table_path("{table_stem}", "csv"), category="Tables", labels={"table": "{table_stem}", "format": "csv"}),
+        md=report(table_path("{table_stem}", "md"), caption="../report/captions/item.rst", category="Tables",
                   labels={"table": "{table_stem}", "format": "markdown"}),
     log:
         f"{LOGS}/report/tables/{{table_stem}}.log",
     params:
         script=script_path("make_tables.py"),
-        table=lambda w: TABLE_OF_STEM[w.table_stem],
+        table=lambda w: cat.TABLE_OF_STEM[w.table_stem],
         table5=lambda w, input: ["--table5", input.table5] if "table5" in input.keys() else [],
         label=LABEL,
-        caption=lambda w: caption_text(TABLE_OF_STEM[w.table_stem]),
+        caption=lambda w: caption_text(cat.TABLE_OF_STEM[w.table_stem]),
     conda:
         "../envs/analysis.yaml"
     shell:
@@ -39,14 +42,14 @@ rule paper_table:
 
 rule paper_figure:
     input:
-        eval_long=f"{RESULTS}/tables/eval_long.csv",
-        runs=f"{RESULTS}/tables/runs.csv",
+        eval_long=rules.eval_long_table.output[0],
+        runs=rules.runs_table.output[0],
         paper=PAPER_CSV,
-        loss=lambda w: loss_files(w) if w.figure == "fig3" else [],
+        loss=get_loss_files,
     output:
-        png=report(f"{RESULTS}/figures/{{figure}}.png", caption="../report/captions/item.rst", category="Figures",
+        png=report(figure_path("{figure}", "png"), caption="../report/captions/item.rst", category="Figures",
                    labels={"figure": "{figure}"}),
-        pdf=f"{RESULTS}/figures/{{figure}}.pdf",
+        pdf=figure_path("{figure}", "pdf"),
     log:
         f"{LOGS}/report/figures/{{figure}}.log",
     params:
@@ -78,12 +81,12 @@ rule provenance:
 
 rule tables:
     input:
-        expand(f"{RESULTS}/tables/{{stem}}.{{ext}}", stem=TABLES.values(), ext=("csv", "md")),
+        expand(table_path("{stem}", "{ext}"), stem=cat.TABLE_STEMS.values(), ext=("csv", "md")),
 
 
 rule figures:
     input:
-        expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")),
+        expand(figure_path("{figure}", "{ext}"), figure=cat.FIGURES, ext=("png", "pdf")),
 
 
 rule report:

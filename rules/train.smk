@@ -1,6 +1,9 @@
 # Training stage: base models -> one fine-tuned model per run (model x dataset x method x epochs).
 
 
+include: "train_helpers.smk"
+
+
 localrules:
     prepare_model,
 
@@ -9,12 +12,12 @@ rule prepare_model:
     input:
         tokenizer_files=get_model_init_tokenizer,
     output:
-        f"{RESULTS}/models/{{model}}/config.json",
+        f"{prepared_model_dir('{model}')}/config.json",
     log:
         f"{LOGS}/train/prepare_model/{{model}}.log",
     params:
         script=script_path("prepare_model.py"),
-        outdir=lambda w, output: str(Path(output[0]).parent),
+        outdir=lambda w: prepared_model_dir(w.model),
         flags=get_prepare_model_flags,
     conda:
         "../envs/train.yaml"
@@ -24,24 +27,23 @@ rule prepare_model:
 
 rule reference_logprobs:
     input:
-        record=lambda w: record_path(model_tokenizer(w.model), w.dataset),
-        model=lambda w: base_model_config(w.model),
+        unpack(get_reference_inputs),
     output:
-        f"{RESULTS}/kl_ref/{{model}}/{{dataset}}.npy",
+        reference_path("{model}", "{dataset}"),
     log:
         f"{LOGS}/train/reference_logprobs/{{model}}/{{dataset}}.log",
     params:
         script=script_path("reference_logprobs.py"),
         model_dir=lambda w: base_model_dir(w.model),
-        token_budget=CFG["training"].get("token_budget", 8192),
-        precision=CFG["training"].get("precision", "bf16"),
+        token_budget=CFG["training"]["token_budget"],
+        precision=CFG["training"]["precision"],
     threads: 2
     resources:
-        gpu=lambda w: min(1, train_resources(w.model)["gpu"]),
+        gpu=get_train_resource("gpu", at_most=1),
         nodes=1,
         tasks_per_gpu=0,
-        mem_mb=lambda w: train_resources(w.model)["mem_mb"],
-        runtime=lambda w: train_resources(w.model)["runtime"],
+        mem_mb=get_train_resource("mem_mb"),
+        runtime=get_train_resource("runtime"),
     conda:
         "../envs/train.yaml"
     shell:
@@ -53,7 +55,7 @@ rule train_model:
     input:
         unpack(get_train_inputs),
     output:
-        directory(f"{RESULTS}/train/{{run}}"),
+        directory(train_dir("{run}")),
     log:
         f"{LOGS}/train/train_model/{{run}}.log",
     benchmark:
@@ -62,14 +64,14 @@ rule train_model:
         script=script_path("train.py"),
         launcher=get_train_launcher,
         settings=get_train_settings,
-    threads: lambda w: train_resources(run_of(w).model)["cpus_per_task"]
+    threads: get_train_resource("cpus_per_task")
     resources:
-        gpu=lambda w: train_resources(run_of(w).model)["gpu"],
+        gpu=get_train_resource("gpu"),
         nodes=1,
         tasks_per_gpu=0,
-        cpus_per_task=lambda w: train_resources(run_of(w).model)["cpus_per_task"],
-        mem_mb=lambda w: train_resources(run_of(w).model)["mem_mb"],
-        runtime=lambda w: train_resources(run_of(w).model)["runtime"],
+        cpus_per_task=get_train_resource("cpus_per_task"),
+        mem_mb=get_train_resource("mem_mb"),
+        runtime=get_train_resource("runtime"),
     conda:
         "../envs/train.yaml"
     shell:
@@ -78,4 +80,4 @@ rule train_model:
 
 rule train:
     input:
-        lambda w: [train_dir(run) for run in wc.runs(CFG)],
+        [train_dir(run) for run in RUNS.values()],

@@ -358,7 +358,7 @@ def test_every_figure_with_data_and_without_runs(name, figure_inputs, tmp_path):
     fig = figures.make_figure(name, figure_inputs)
     text = _texts(fig)
     assert "DEMO-SCALE numbers: synthetic" in text
-    if name != "fig1":  # no Table 1 training set in the synthetic runs: fig1 says so
+    if name not in ("fig1", "fig5"):  # no Table 1 training set, no 13B/OPT run in the synthetic runs: they say so
         assert "not run in this configuration" not in text, text
     if name == "fig2":
         assert "ours: y = 10.00 ln(x) + 30.00" in text and "paper: y = 18.85 ln(x) + 25.83" in text
@@ -390,6 +390,31 @@ def test_fig1_compares_table1_runs_with_paper_markers(main_inputs):
     markers = [y for line in mean_ax.lines if line.get_marker() == "D" for y in line.get_ydata()]
     assert sorted(markers) == [48.79, 49.60]  # the paper's LIMA IT and IM; nothing for Eq.-4 IM or My Data
     assert [line.get_label() for line in mean_ax.lines].count("paper") == 1
+
+
+def test_fig5_draws_13b_and_opt_runs_on_table1_sets_and_says_what_is_missing(tmp_path):
+    """Fig. 5: the runs whose paper model is LLaMA-2-13B or OPT-6.7B, on Table 1 training sets only (not the
+    7B runs, not a non-paper set), our values as bars; a model without runs gets the "not run" message."""
+    runs = [{**_run(key, name, method, model="llama2_13b"), "model_paper_name": "LLaMA-2-13B-base"}
+            for key, name in (("lima", "LIMA"), ("less_tydiqa", "Less Tydiqa"), ("mydata", "My Data"))
+            for method in ("it", "im_seed")]
+    runs += [_run("lima", "LIMA", method) for method in ("it", "im_seed", "neftune")]  # 7B: Fig. 1's
+    paths = write_inputs(tmp_path, runs)
+    eval_long = load_eval_long(paths["eval_long"])
+    fig = figures.fig5(figures.Inputs(eval_long, load_runs(paths["runs"]), load_paper(PAPER_CSV), label="DEMO"))
+    mean_13b, ae_13b, mean_opt, ae_opt = fig.axes[:4]
+    assert [t.get_text() for t in mean_13b.get_xticklabels()] == ["LIMA", "Less Tydiqa"]
+    want = eval_long[(eval_long["benchmark"] == MEAN_NAME) & eval_long["run"].str.startswith("llama2_13b__")
+                     & ~eval_long["run"].str.contains("mydata")].set_index("run")["value"]
+    heights = sorted(p.get_height() for p in mean_13b.patches)
+    assert heights == sorted(want) and len(heights) == 4
+    assert not [line for line in mean_13b.lines if line.get_marker() == "D"]  # no paper numbers for Fig. 5
+    assert ae_13b.get_title().startswith("LLaMA-2-13B-base: AlpacaEval 1.0")
+    text = " ".join(_texts(fig).split())  # messages are wrapped to their panel
+    assert "DEMO" in text and "the paper prints no numbers" in text
+    assert "needs IT and IM runs of OPT-6.7B on the Table 1 training sets (run group fig5_other_models)" in text
+    assert "needs IT and IM runs of LLaMA-2-13B-base" not in text
+    assert not mean_opt.patches and not ae_opt.patches
 
 
 def test_loss_file_errors_name_the_file(tmp_path):

@@ -1,6 +1,12 @@
-"""Config checks: schema errors and broken references fail before any job, naming the key."""
+"""Config checks: schema errors and broken references fail before any job, naming the key; the schema's
+defaults are the only defaults; no YAML file of the workflow repeats a key."""
 
 import copy
+import dataclasses
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +19,92 @@ from imrepro.core import workflow_config as wc
 @pytest.fixture(scope="module")
 def paper_config():
     return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that raises on a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first at line {seen[key] + 1}, again at line "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+WORKFLOW_YAML = sorted([REPO / "config.yaml", *(REPO / "profiles").glob("*/*.yaml"),
+                        *(REPO / "schemas").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", WORKFLOW_YAML, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_yaml_key_given_twice(path):
+    yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+
+
+def test_unique_key_loader_rejects_a_repeated_key():
+    text = "training:\n  per_device_batch_size: 1\n  packing: true\n  per_device_batch_size: 2\n"
+    assert yaml.safe_load(text)["training"]["per_device_batch_size"] == 2  # what PyYAML does unasked
+    with pytest.raises(yaml.constructor.ConstructorError, match=r"'per_device_batch_size' given twice .*line 4"):
+        yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def test_schema_defaults_fill_a_config_that_omits_every_optional_section(paper_config):
+    """The values the rules read when config.yaml says nothing: one default each, from the schema."""
+    config = copy.deepcopy(paper_config)
+    for key in ("evaluation", "download", "analysis_subsets", "offline", "prefer_shipped_sources"):
+        del config[key]
+    for key in ("token_budget", "per_device_batch_size", "resources", "scratch_dir", "checkpoint_every"):
+        del config["training"][key]
+    for group in ("fig2_ratio", "fig2_size"):  # they need the subsets deleted above
+        config["use_run_groups"].remove(group)
+        del config["run_groups"][group]
+    prepared = wc.prepare(config)
+    evaluation = prepared["evaluation"]
+    assert evaluation["judge"]["label"] == "gpt-4" and evaluation["judge"]["serve"] is None
+    assert evaluation["judge"]["models"] == {"mt_bench": "gpt-4", "alpaca_eval_1": "gpt-4",
+                                             "alpaca_eval_2": "gpt-4-1106-preview"}
+    assert evaluation["generation"] == {"backend": "auto", "batch_size": 32}
+    assert prepared["training"]["token_budget"] == evaluation["output_loss"]["token_budget"] == 8192
+    assert prepared["training"]["resources"] == evaluation["resources"] == {
+        "gpu": 0, "cpus_per_task": 1, "mem_mb": 8000, "runtime": 60}
+    assert prepared["download"] == {"retries": 4, "backoff_seconds": 2.0, "timeout_seconds": 60}
+    assert prepared["models"]["llama2_7b"]["train_resources"] == {} and prepared["datasets"]["lima"]["args"] == {}
+    assert wc.eval_targets(prepared) and "offline" not in config  # the input is left as it was
+    # the defaults that one object in the schema gives to many entries are not shared after prepare
+    assert prepared["datasets"]["lima"]["args"] is not prepared["datasets"]["alpagasus_dolly_3k"]["args"]
+
+
+def test_training_defaults_are_the_trainer_defaults():
+    """The schema's defaults of training: keys that are TrainSettings fields equal the dataclass's own, so a
+    workflow run and a library call without the key train alike."""
+    from imrepro.train.trainer import TrainSettings
+
+    training = yaml.safe_load(wc.SCHEMA.read_text())["properties"]["training"]
+    fields = {f.name: f.default for f in dataclasses.fields(TrainSettings) if f.default is not dataclasses.MISSING}
+    shared = [key for key in training["properties"] if key in fields and key not in training["required"]]
+    properties = training["properties"]
+    assert len(shared) >= 16
+    for key in shared:
+        default = properties[key]["default"]
+        assert (list(default) if isinstance(default, list) else default) == (
+            list(fields[key]) if isinstance(fields[key], tuple) else fields[key]), key
+
+
+def test_catalogue_of_names_is_torch_free():
+    """The rules import imrepro.catalogue on every invocation (dry runs too): no torch, no transformers."""
+    code = ("import sys, imrepro.catalogue as c; heavy = {'torch', 'transformers', 'matplotlib', 'pandas'}; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy)); print(len(c.FIGURES))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "8"]
+    from imrepro.catalogue import FIGURES, TABLE_STEMS
+    from imrepro.report import figures, tables
+
+    assert tuple(figures.BUILDERS) == FIGURES and tuple(TABLE_STEMS) == tables.ALL_TABLES
+    assert {spec.filename for spec in (*tables.TABLES.values(), tables.TABLE5)} == set(TABLE_STEMS.values())
 
 
 def broken(config, mutate):
@@ -129,3 +221,31 @@ def test_slurm_profile_dry_run(tmp_path):
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "-n", "train")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "train_model" in result.stdout
+
+
+def test_every_env_installs_this_package_with_its_stage_extra():
+    """Scripts import imrepro from the installed package: each conda env installs the repository (pip runs in
+    the env file's folder, envs/) with an extra of pyproject.toml that exists."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for path in sorted((REPO / "envs").glob("*.yaml")):
+        (pip,) = [item["pip"] for item in yaml.safe_load(path.read_text())["dependencies"] if isinstance(item, dict)]
+        (editable,) = [line for line in pip if line.startswith("-e ")]
+        match = re.fullmatch(r"-e \.\.\[(\w+)\]", editable)
+        assert match and match.group(1) in extras, f"{path.name}: {editable}"
+    assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "gpu", "dev"}
+
+
+def test_no_stage_imports_a_later_stage():
+    """The library's folders follow the DAG (core < data < train < eval < eval.judge < catalogue < report):
+    docs/import_graph.py reads every import of src/imrepro and finds none that points forward."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "docs" / "import_graph.py")
+    graph_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph_tool)
+    graph = graph_tool.imports(REPO / "src")
+    assert "imrepro.core.cli" in graph and "imrepro.eval.judge.client" in graph["imrepro.eval.judge.mt_bench"]
+    assert graph_tool.backward(graph_tool.edges(graph, by_stage=True)) == []
+    assert graph_tool.backward({("core", "data"), ("data", "core"), ("eval", "core.workflow_config")}) == [
+        ("core", "data"), ("eval", "core.workflow_config")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.data.chat_format import Role
 from imrepro.data.messages import load_messages_jsonl
 from imrepro.data.role_record import build_role_record, save_role_record
@@ -51,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

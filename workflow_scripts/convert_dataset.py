@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.data.converters import CONVERTERS, run_converter
 
 
@@ -26,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.data.messages import read_messages_jsonl
 from imrepro.data.stats import TABLE5_COLUMNS, table5_row
 
@@ -50,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

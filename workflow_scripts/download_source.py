@@ -12,8 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.data.download import fetch
 
 log = logging.getLogger("download_source")
@@ -48,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -21,8 +21,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_path
+from imrepro.core.cli import run_main
 from imrepro.eval.judge import alpaca_eval_judge as ae
 from imrepro.eval.judge.client import JudgeError, JudgeResponseError
 from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
@@ -83,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -27,8 +27,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
 from imrepro.eval.judge import mt_bench
 
@@ -155,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

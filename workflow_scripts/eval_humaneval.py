@@ -15,8 +15,8 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.eval import humaneval
 from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, count_empty, load_generator
 
@@ -90,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -19,8 +19,8 @@ import logging
 import os
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.eval.lm_eval_tasks import SOURCES, SPECS, evaluate_task
 
 
@@ -67,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -18,8 +18,8 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.eval.judge import mt_bench
 from imrepro.eval.judge.client import JudgeError, JudgeResponseError
 from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
@@ -111,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -10,8 +10,8 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.data.role_record import load_role_record
 from imrepro.eval.output_loss import describe, per_example_output_loss
 from imrepro.train.scoring import load_scoring_model
@@ -47,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

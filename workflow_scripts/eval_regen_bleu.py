@@ -12,8 +12,8 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.data.messages import load_messages_jsonl
 from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
 from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
@@ -71,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

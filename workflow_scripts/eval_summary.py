@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import _bootstrap
 from imrepro.core import provenance
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.eval import aggregate
 from imrepro.eval import summary as eval_summary
 
@@ -59,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

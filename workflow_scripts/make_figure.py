@@ -8,14 +8,15 @@
 
 Figures: fig1 (IT vs IM bars), fig2 (gain of IM over IT vs instruction/output ratio and vs #examples,
 two panels), fig3 (output-loss distributions, needs --loss), fig4 / fig10 / fig11 (NLP mean / AlpacaEval
-1.0 / output length vs epochs), fig6 (Tulu V2 fractions). A figure whose runs are missing says so.
+1.0 / output length vs epochs), fig5 (IT vs IM for LLaMA-2-13B and OPT-6.7B), fig6 (Tulu V2 fractions).
+A figure whose runs are missing says so.
 """
 
 import argparse
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.report.figures import FIGURES, SIZE_PATTERN, Inputs, load_losses, make_figure, save
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 
@@ -45,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

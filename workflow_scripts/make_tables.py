@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 from imrepro.report.tables import ALL_TABLES, load_table5_stats, make_tables
 
@@ -51,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.train.cost_plan import TrainJob, paper_table5, plan, render
 
 
@@ -43,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 
 log = logging.getLogger("prepare_model")
 
@@ -73,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

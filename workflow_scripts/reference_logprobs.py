@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-import _bootstrap
 from imrepro.core.atomic import atomic_path
+from imrepro.core.cli import run_main
 from imrepro.data.role_record import load_role_record
 from imrepro.train.scoring import load_scoring_model, token_logprobs
 
@@ -22,8 +22,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--record", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--token-budget", type=int, default=8192)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--token-budget", type=int, required=True, help="tokens per packed micro-batch")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], required=True)
     args = parser.parse_args()
 
     model, attn, device = load_scoring_model(args.model, args.precision)
@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

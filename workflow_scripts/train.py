@@ -18,7 +18,7 @@ import json
 import logging
 from pathlib import Path
 
-import _bootstrap
+from imrepro.core.cli import run_main
 from imrepro.train.label_policies import POLICIES
 from imrepro.train.settings import TrainSettings
 from imrepro.train.trainer import train
@@ -48,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core import provenance
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 
 
 def write(config: dict, output: Path) -> None:
@@ -35,4 +35,4 @@ def main() -> None:
 if "snakemake" in globals():  # the workflow's `script:` directive
     write(dict(snakemake.config), Path(snakemake.output[0]))  # noqa: F821
 elif __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

@@ -1,7 +1,9 @@
 """Checks and derived views of config.yaml that a JSON schema cannot express.
 
-The Snakefile validates types with ``schemas/config.schema.yaml`` first, then calls
-:func:`prepare` which expands the analysis-subset families into datasets, checks every
+The Snakefile validates types with ``schemas/config.schema.yaml`` first, which also fills in the schema's
+defaults (``snakemake.utils.validate(config, schema, set_default=True)``), then calls :func:`prepare`,
+which does the same on its own copy (so a config read straight from YAML, as in the tests, gets them too),
+expands the analysis-subset families into datasets, checks every
 cross-reference (a run group naming an unknown dataset, a dataset naming an unknown source,
 converter arguments that the converter does not take, ...) and raises :class:`ConfigError`
 naming the offending key before any job runs.
@@ -9,13 +11,15 @@ naming the offending key before any job runs.
 
 from __future__ import annotations
 
-import copy
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+from imrepro.core.provenance import REPO
 from imrepro.data.converters import CONVERTERS
 from imrepro.eval.catalogue import ALL_BENCHMARKS, NEEDS_TRAINING_SET, ordered
+
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -55,21 +59,21 @@ def expand_analysis_subsets(config: dict) -> dict[str, list[str]]:
     """Add the generated subset datasets to ``config['datasets']``; return names per family."""
     families: dict[str, list[str]] = {"ratio": [], "size": []}
     datasets = config["datasets"]
-    subsets = config.get("analysis_subsets") or {}
-    for i, spec in enumerate(subsets.get("ratio", [])):
+    subsets = config["analysis_subsets"]
+    for i, spec in enumerate(subsets["ratio"]):
         for target in spec["targets"]:
             name = ratio_subset_name(spec["from"], target)
             datasets[name] = {"from": spec["from"], "converter": "ratio_subset",
                               "args": {"target_ratio": target, "count": spec["count"],
-                                       "seed": spec.get("seed", 42)},
+                                       "seed": spec["seed"]},
                               "_origin": f"analysis_subsets.ratio[{i}]"}
             families["ratio"].append(name)
-    for i, spec in enumerate(subsets.get("size", [])):
+    for i, spec in enumerate(subsets["size"]):
         for size in spec["sizes"]:
             name = size_subset_name(spec["from"], size)
             datasets[name] = {"from": spec["from"], "converter": "size_subset",
                               "args": {"size": size, "target_ratio": spec["target_ratio"],
-                                       "pool": spec["pool"], "seed": spec.get("seed", 42)},
+                                       "pool": spec["pool"], "seed": spec["seed"]},
                               "_origin": f"analysis_subsets.size[{i}]"}
             families["size"].append(name)
     return families
@@ -78,7 +82,7 @@ def expand_analysis_subsets(config: dict) -> dict[str, list[str]]:
 def _check_converter_args(key: str, entry: dict) -> None:
     fn = CONVERTERS[entry["converter"]]
     try:
-        inspect.signature(fn).bind([], Path("out"), **entry.get("args", {}))
+        inspect.signature(fn).bind([], Path("out"), **entry["args"])
     except TypeError as err:
         raise ConfigError(f"{key}.args", f"converter '{entry['converter']}': {err}") from None
 
@@ -122,32 +126,47 @@ def check_references(config: dict) -> None:
     heldout = config.get("heldout_dataset")
     if heldout is not None and heldout not in datasets:
         raise ConfigError("heldout_dataset", f"unknown dataset '{heldout}'")
-    for j, name in enumerate(config.get("extra_datasets", [])):
+    for j, name in enumerate(config["extra_datasets"]):
         if name not in datasets:
             raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
     _check_evaluation(config)
-    if config.get("offline"):
+    if config["offline"]:
         for name in needed_sources(config):
             if "shipped" not in sources[name]:
                 raise ConfigError(f"sources.{name}", "offline is true but this source has no shipped copy")
 
 
 def _check_evaluation(config: dict) -> None:
-    evaluation = config.get("evaluation") or {}
+    evaluation = config["evaluation"]
     lists = [("evaluation.benchmarks", evaluation.get("benchmarks", []))]
     lists += [(f"run_groups.{g}.benchmarks", spec.get("benchmarks", [])) for g, spec in config["run_groups"].items()]
     for key, names in lists:
         for j, name in enumerate(names):
             if name not in ALL_BENCHMARKS:
                 raise ConfigError(f"{key}[{j}]", f"unknown benchmark '{name}' (known: {', '.join(ALL_BENCHMARKS)})")
-    serve = (evaluation.get("judge") or {}).get("serve")
+    serve = evaluation["judge"]["serve"]
     if serve and serve.get("model") not in config["models"]:
         raise ConfigError("evaluation.judge.serve.model", f"unknown model '{serve.get('model')}'")
 
 
+def _copy(value):
+    """A deep copy that shares nothing: the schema's ``default: {}`` puts one dict object into every entry
+    that lacks the key (e.g. each dataset's ``args``), and ``copy.deepcopy`` would keep them shared."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 def prepare(config: dict) -> dict:
-    """Return a checked copy of ``config`` with analysis subsets expanded into ``datasets``."""
-    config = copy.deepcopy(config)
+    """Return a checked copy of ``config``: the schema's defaults filled in, analysis subsets expanded into
+    ``datasets``. The functions below read that copy's keys without fallbacks."""
+    from snakemake.utils import validate  # the workflow's own venv has it; no job env imports this module
+
+    config = _copy(config)
+    validate(config, str(SCHEMA), set_default=True)
+    config = _copy(config)
     config["_subset_families"] = expand_analysis_subsets(config)
     check_references(config)
     return config
@@ -196,7 +215,7 @@ def trained_datasets(config: dict) -> list[str]:
 
 def evaluated_datasets(config: dict) -> list[str]:
     """Datasets built and tokenised besides the trained ones: held-out set and extras."""
-    names = list(config.get("extra_datasets", []))
+    names = list(config["extra_datasets"])
     if config.get("heldout_dataset"):
         names.append(config["heldout_dataset"])
     return names
@@ -242,8 +261,8 @@ def eval_targets(config: dict) -> dict[str, EvalTarget]:
     ``evaluation.benchmarks``); with ``evaluation.base_models`` each model is evaluated before
     fine-tuning on the union of its runs' benchmarks (minus those that need a training set).
     """
-    evaluation = config.get("evaluation") or {}
-    default = evaluation.get("benchmarks", ALL_BENCHMARKS)
+    evaluation = config["evaluation"]
+    default = evaluation.get("benchmarks", ALL_BENCHMARKS)  # no schema default: the catalogue is the list
     wanted: dict[Run, set[str]] = {}
     for group, group_runs in runs_by_group(config).items():
         benchmarks = config["run_groups"][group].get("benchmarks", default)
@@ -251,7 +270,7 @@ def eval_targets(config: dict) -> dict[str, EvalTarget]:
             wanted.setdefault(run, set()).update(benchmarks)
     targets = {run.run_id: EvalTarget(run.run_id, run.model, run, ordered(names))
                for run, names in sorted(wanted.items())}
-    if evaluation.get("base_models", True):
+    if evaluation["base_models"]:
         for model in sorted({run.model for run in wanted}):
             names = set().union(*(b for r, b in wanted.items() if r.model == model)) - set(NEEDS_TRAINING_SET)
             if names:

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from tqdm import tqdm
 
 from imrepro.core.atomic import atomic_path
+from imrepro.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ CHUNK = 1 << 20
 RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A source could not be fetched, or its bytes are not the pinned ones."""
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from imrepro.core.atomic import atomic_open
+from imrepro.core.errors import InputError
 
 ROLES = ("system", "user", "assistant")
 
 Example = dict[str, Any]
 
 
-class DataFormatError(ValueError):
+class DataFormatError(InputError, ValueError):
     """A line of a data file does not follow the canonical ``messages`` format."""
 
     def __init__(self, path: str | os.PathLike, line: int, field: str, problem: str):

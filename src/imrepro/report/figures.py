@@ -1,4 +1,4 @@
-"""The paper's Figures 1, 2, 3, 4, 6, 10 and 11 from our runs (matplotlib, no pyplot state).
+"""The paper's Figures 1, 2, 3, 4, 5, 6, 10 and 11 from our runs (matplotlib, no pyplot state).
 
 One function per figure, each returning a :class:`matplotlib.figure.Figure`; :func:`save` writes it
 as PNG and PDF. A figure whose runs are not in the inputs is still drawn, with a "not run in this
@@ -12,7 +12,8 @@ Run selection: ``model`` (default: the model with the most trained runs); Fig. 1
 epoch count (default: the most common one), Fig. 4/10/11 every epoch count of a dataset. Fig. 1 shows
 the Table 1 datasets (see :mod:`imrepro.report.tables`); Fig. 2 left every dataset with IT and IM runs except
 the size-study subsets (dataset key matching ``SIZE_PATTERN``, ``<source>_n<size>``), which make Fig. 2
-right; Fig. 6 the datasets compared as Tulu V2 (10 %, 20 %, 50 %, 100 %).
+right; Fig. 5 the Table 1 datasets of the runs whose paper model is LLaMA-2-13B or OPT-6.7B (whatever
+``model`` says); Fig. 6 the datasets compared as Tulu V2 (10 %, 20 %, 50 %, 100 %).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from imrepro.catalogue import FIGURES
 from imrepro.core.atomic import atomic_path
 from imrepro.eval.aggregate import MEAN_NAME
 from imrepro.report.report_inputs import (
@@ -45,7 +47,6 @@ from imrepro.report.report_inputs import (
 )
 from imrepro.report.tables import TABLES, paper_row_keys, table_runs
 
-FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig6", "fig10", "fig11")
 METHODS = (IT, IM, IM_EQ4)
 COLOURS = {IT: "#4C72B0", IM: "#DD8452", IM_EQ4: "#55A868"}
 MARKERS = {IT: "o", IM: "s", IM_EQ4: "^"}  # distinct shapes: equal values stay visible where lines meet
@@ -53,6 +54,9 @@ PAPER_STYLE = {"color": "black", "marker": "D", "linestyle": "none", "markersize
 SIZE_PATTERN = r"_n\d+$"
 TULU_FRACTIONS = {"tuluv210pct": 10, "tuluv220pct": 20, "tuluv250pct": 50, "tuluv2": 100}
 NOT_RUN = "not run in this configuration: needs "
+NLP_AND_ALPACA_EVAL_1 = ((MEAN_NAME, "mean_of_6_categories", "Mean of 18 NLP tasks (%)"),
+                         ("AlpacaEval 1.0", "win_rate", "AlpacaEval 1.0 win rate (%)"))  # (benchmark, metric, axis)
+FIG5_MODELS = ("LLaMA-2-13B-base", "OPT-6.7B")  # paper model names, as in config.yaml's paper_name
 PARTIAL_NOTE = "‡ partial: some means average only the tasks that were scored"
 
 
@@ -296,25 +300,59 @@ def fig1(inputs: Inputs) -> Figure:
     spec = TABLES["table1"]
     epochs = main_epochs(inputs.runs, inputs.epochs)
     table1 = set(table_runs(spec, inputs.runs, inputs.eval_long, paper_row_keys(spec, inputs.paper), epochs)["run"])
-    panels = ((MEAN_NAME, "mean_of_6_categories", "Mean of 18 NLP tasks (%)"),
-              ("AlpacaEval 1.0", "win_rate", "AlpacaEval 1.0 win rate (%)"))
-    for ax, (benchmark, metric, ylabel) in zip(axes, panels, strict=True):
+    for ax, (benchmark, metric, ylabel) in zip(axes, NLP_AND_ALPACA_EVAL_1, strict=True):
         frame = method_values(inputs, benchmark, metric)
         frame = frame[frame["run"].isin(table1)]
-        title = ylabel + (f"\n{PARTIAL_NOTE}" if _any_partial(frame) else "")
-        ax.set_title(_wrap(title, _axes_width_in(ax), 10), fontsize=10)
-        if frame.empty:
+        if _panel_title(ax, ylabel, frame):
             _message_only(ax, NOT_RUN + "IT and IM runs on the Table 1 training sets (run group table1).")
             continue
-        groups = list(dict.fromkeys(frame["dataset_label"]))
-        values = {(r.dataset_label, r.method_paper_name): r.value for r in frame.itertuples()}
         paper = {(r.dataset_label, r.method_paper_name): _paper_table_value(
             inputs.paper, "Table 1", r.compare_dataset, r.method_paper_name, benchmark)
             for r in frame.itertuples()
             if r.method_paper_name != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
-        _grouped_bars(ax, groups, _methods_present(frame), values, paper)
-        ax.set_ylabel(ylabel)
+        _method_bars(ax, frame, ylabel, paper)
     _figure_legend(fig, axes)
+    return fig
+
+
+def _panel_title(ax, ylabel: str, frame: pd.DataFrame) -> bool:
+    """Title a bar panel (with the partial-mean note where it applies); True if ``frame`` is empty."""
+    title = ylabel + (f"\n{PARTIAL_NOTE}" if _any_partial(frame) else "")
+    ax.set_title(_wrap(title, _axes_width_in(ax), 10), fontsize=10)
+    return frame.empty
+
+
+def _method_bars(ax, frame: pd.DataFrame, ylabel: str, paper: dict | None = None) -> None:
+    """IT/IM bars per training set of ``frame`` (method_values rows); ``paper`` adds the paper's markers."""
+    groups = list(dict.fromkeys(frame["dataset_label"]))
+    values = {(r.dataset_label, r.method_paper_name): r.value for r in frame.itertuples()}
+    _grouped_bars(ax, groups, _methods_present(frame), values, paper)
+    ax.set_ylabel(ylabel)
+
+
+def fig5(inputs: Inputs) -> Figure:
+    """Paper Fig. 5: IT vs IM on the Table 1 training sets for LLaMA-2-13B (top) and OPT-6.7B (bottom),
+    NLP mean (left) and AlpacaEval 1.0 (right). The paper prints these bars without numbers, so no paper
+    markers; a model without runs says so. Runs are found by paper model name (``compare_model``), so
+    ``Inputs.model`` does not apply."""
+    fig = _figure("Fig. 5: IT vs IM on other base models (the paper prints no numbers for these bars)",
+                  inputs.label, (12, 8.8))
+    axes = fig.subplots(len(FIG5_MODELS), 2, squeeze=False)
+    table1_sets = {name_key(d) for _, d, _ in paper_row_keys(TABLES["table1"], inputs.paper)}
+    trained = inputs.runs[~inputs.runs["is_base"]]
+    for row, paper_model in zip(axes, FIG5_MODELS, strict=True):
+        keys = trained.loc[trained["compare_model"].map(name_key) == name_key(paper_model), "model"]
+        for ax, (benchmark, metric, ylabel) in zip(row, NLP_AND_ALPACA_EVAL_1, strict=True):
+            frame = pd.DataFrame(columns=["value", "note"])
+            if len(keys):
+                frame = method_values(replace(inputs, model=keys.iloc[0]), benchmark, metric)
+                frame = frame[frame["compare_dataset"].map(name_key).isin(table1_sets)]
+            if _panel_title(ax, f"{paper_model}: {ylabel}", frame):
+                _message_only(ax, NOT_RUN + f"IT and IM runs of {paper_model} on the Table 1 training sets "
+                              "(run group fig5_other_models).")
+                continue
+            _method_bars(ax, frame, ylabel)
+    _figure_legend(fig, axes.ravel())
     return fig
 
 
@@ -587,7 +625,8 @@ def fig6(inputs: Inputs) -> Figure:
     return fig
 
 
-BUILDERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig6": fig6, "fig10": fig10, "fig11": fig11}
+BUILDERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig6": fig6, "fig10": fig10,
+            "fig11": fig11}
 
 
 def make_figure(name: str, inputs: Inputs) -> Figure:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from imrepro.catalogue import TABLE_STEMS
 from imrepro.core.atomic import atomic_open
 from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
 from imrepro.report.report_inputs import (
@@ -89,33 +90,33 @@ _LAMBDA1 = "IT w/ KL (lambda=1.0)"
 
 TABLES: dict[str, TableSpec] = {spec.key: spec for spec in (
     TableSpec(
-        "table1", "table1_main_results", "Table 1",
+        "table1", TABLE_STEMS["table1"], "Table 1",
         "Table 1: 6 NLP categories (%), their mean, MT-Bench (1-10), AlpacaEval 1.0/2.0 win rates (%)",
         tuple(Column(name, name, "category_mean", name) for name in CATEGORIES.values())
         + (_MEAN, Column("MT-Bench", "MT-Bench", "score", "MT-Bench"), _AE1, _AE2),
         methods=_in(IT, "NEFTune", IM, IM_EQ4), anchor=_in("NEFTune")),
     TableSpec(
-        "table2", "table2_regeneration_bleu", "Table 2",
+        "table2", TABLE_STEMS["table2"], "Table 2",
         "Table 2: BLEU of greedy regenerations of the training outputs (lower = less overfitting)",
         (Column("Regeneration BLEU", "Regeneration BLEU", "bleu", "train-set regeneration BLEU"),),
         methods=_in(IT, IM, IM_EQ4), anchor=None, include_base=False),
     TableSpec(
-        "table3", "table3_kl_regularised_it", "Table 3",
+        "table3", TABLE_STEMS["table3"], "Table 3",
         "Table 3: IT with and without the KL regulariser (lambda = 1.0)",
         (_MEAN, _AE2), methods=_in(IT, _LAMBDA1), anchor=_in(_LAMBDA1),
         paper_method_alias={"IT w/o KL": IT}),
     TableSpec(
-        "table4", "table4_im_neftune", "Table 4",
+        "table4", TABLE_STEMS["table4"], "Table 4",
         "Table 4: IM versus IM + NEFTune",
         (_AE1, _MEAN), methods=_in(IM, "IM+NEFTune"), anchor=_in("IM+NEFTune"), include_base=False),
     TableSpec(
-        "table7", "table7_kl_lambda", "Table 7",
+        "table7", TABLE_STEMS["table7"], "Table 7",
         "Table 7: KL-regularised IT for lambda in {0.01, 0.1, 1.0}",
         (_MEAN, _AE2), methods=_is_kl, anchor=_is_kl),
 )}
 
 TABLE5 = TableSpec(
-    "table5", "table5_dataset_stats_vs_paper", "Table 5",
+    "table5", TABLE_STEMS["table5"], "Table 5",
     "Table 5: training-set statistics (whitespace words per example)",
     (Column("#examples", "n_examples", "", "size (#examples)", 0),
      Column("avg total", "avg_total", "", "avg total length"),
@@ -126,7 +127,7 @@ TABLE5 = TableSpec(
      Column("output/instruction", "ratio_output_instruction", "", "output/instruction ratio", 4),
      Column("instruction/output", "ratio_instruction_output", "", "instruction/output ratio", 4)),
 )
-ALL_TABLES = ("table1", "table2", "table3", "table4", "table5", "table7")
+ALL_TABLES = tuple(TABLE_STEMS)
 TABLE5_STATS_COLUMNS = ("dataset", "n_examples", "avg_total", "avg_output", "std_output", "avg_instruction",
                         "std_instruction", "ratio_output_instruction")
 

@@ -1,0 +1,54 @@
+# Helpers of the data stage, included by rules/data.smk: its input and params functions and the path of
+# the downloads (only this stage reads them). Functions and rules are in separate files for `snakemake --lint`.
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+
+def source_filename(source):
+    return PurePosixPath(urlparse(CFG["sources"][source]["url"]).path).name
+
+
+def raw_path(source, filename=None):
+    """A downloaded file: results/data/raw/<source>/<the URL's file name> (``filename`` for the pattern)."""
+    return f"{RESULTS}/data/raw/{source}/{filename or source_filename(source)}"
+
+
+def get_download_params(wildcards):
+    spec = CFG["sources"][wildcards.source]
+    use_shipped = "shipped" in spec and (CFG["prefer_shipped_sources"] or CFG["offline"])
+    flags = []
+    for key, flag in (("sha256", "--sha256"), ("git_sha1", "--git-sha1")):
+        if key in spec:
+            flags += [flag, spec[key]]
+    if use_shipped:
+        flags += ["--shipped", str(REPO / spec["shipped"])]
+    download = CFG["download"]
+    flags += ["--retries", str(download["retries"]), "--backoff", str(download["backoff_seconds"]),
+              "--timeout", str(download["timeout_seconds"])]
+    return flags
+
+
+def get_dataset_inputs(wildcards):
+    entry = CFG["datasets"][wildcards.dataset]
+    if "from" in entry:
+        return [canonical_path(entry["from"])]
+    return [raw_path(source) for source in entry["sources"]]
+
+
+def get_converter_args(wildcards):
+    return json.dumps(CFG["datasets"][wildcards.dataset]["args"], sort_keys=True)
+
+
+def get_tokenizer(wildcards):
+    return CFG["tokenizers"][wildcards.tokenizer]
+
+
+def get_tokenizer_files(wildcards):
+    """Local tokenizer files are inputs, so replacing one rebuilds the records."""
+    path = Path(repo_path(get_tokenizer(wildcards)["path"]))
+    return [str(path)] if path.is_file() else []
+
+
+def get_tokenizer_revision(wildcards):
+    tokenizer = get_tokenizer(wildcards)
+    return ["--tokenizer-revision", tokenizer["revision"]] if "revision" in tokenizer else []

@@ -1,0 +1,94 @@
+# Helpers of the training stage, included by rules/train.smk: its input, params and resource functions and
+# the paths only this stage reads. Functions and rules are in separate files for `snakemake --lint`.
+RUNS = {run.run_id: run for run in wc.runs(CFG)}
+
+
+def run_of(wildcards):
+    if wildcards.run not in RUNS:
+        raise ValueError(f"unknown run '{wildcards.run}': not in the active run groups (use_run_groups)")
+    return RUNS[wildcards.run]
+
+
+def reference_path(model, dataset):
+    return f"{RESULTS}/kl_ref/{model}/{dataset}.npy"
+
+
+def train_resources(model):
+    """training.resources (schema defaults filled), overridden per model by models.<m>.train_resources."""
+    return {**CFG["training"]["resources"], **CFG["models"][model]["train_resources"]}
+
+
+def get_train_resource(key, at_most=None):
+    """Resource function: ``key`` of the training resources of the job's model (wildcard run or model)."""
+
+    def get(wildcards):
+        model = run_of(wildcards).model if "run" in wildcards.keys() else wildcards.model
+        value = train_resources(model)[key]
+        return value if at_most is None else min(at_most, value)
+
+    return get
+
+
+def get_model_init_tokenizer(wildcards):
+    spec = CFG["models"][wildcards.model]
+    return [repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])] if "init" in spec else []
+
+
+def get_prepare_model_flags(wildcards):
+    spec = CFG["models"][wildcards.model]
+    if "init" in spec:
+        return ["--init", json.dumps(spec["init"]), "--tokenizer-model",
+                repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])]
+    return ["--hf-id", spec["hf_id"], "--revision", spec["revision"]]
+
+
+def get_reference_inputs(wildcards):
+    return {"record": record_path(model_tokenizer(wildcards.model), wildcards.dataset),
+            "model": base_model_config(wildcards.model)}
+
+
+def get_train_launcher(wildcards, resources):
+    """`python` on CPU or one GPU; `accelerate launch` with DeepSpeed over all GPUs of the job,
+    or on one GPU when the model names its own DeepSpeed config (e.g. ZeRO-3 + CPU offload)."""
+    run = run_of(wildcards)
+    gpus = int(resources.gpu)
+    model_ds = CFG["models"][run.model].get("deepspeed_config")
+    if gpus <= 1 and not model_ds:
+        return "python"
+    ds_config = repo_path(model_ds or CFG["training"]["deepspeed_config"])
+    precision = {"fp32": "no"}.get(CFG["training"]["precision"], CFG["training"]["precision"])
+    port = 29500 + int(hashlib.sha1(run.run_id.encode()).hexdigest(), 16) % 2000  # jobs sharing a node
+    return (f"accelerate launch --num_machines 1 --num_processes {max(gpus, 1)} --mixed_precision {precision} "
+            f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
+
+
+def get_train_inputs(wildcards):
+    run = run_of(wildcards)
+    inputs = {"record": record_path(model_tokenizer(run.model), run.dataset),
+              "model": base_model_config(run.model)}
+    if CFG["methods"][run.method].get("kl_lambda"):
+        inputs["reference"] = reference_path(run.model, run.dataset)
+    return inputs
+
+
+def get_train_settings(wildcards):
+    run = run_of(wildcards)
+    training = CFG["training"]
+    method = CFG["methods"][run.method]
+    settings = {key: training[key] for key in cat.TRAIN_SETTING_KEYS}
+    settings.update(
+        epochs=run.epochs,
+        model_path=base_model_dir(run.model),
+        record_path=record_path(model_tokenizer(run.model), run.dataset),
+        output_dir=train_dir(run),
+        scratch_dir=f"{training['scratch_dir']}/train/{run.run_id}",
+        log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
+        labels=method["labels"],
+        prompt_weight=method.get("prompt_weight"),
+        neftune_alpha=method.get("neftune_alpha"),
+        kl_lambda=method.get("kl_lambda"),
+        reference_logprobs=reference_path(run.model, run.dataset) if method.get("kl_lambda") else None,
+        progress=True,
+        run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method},
+    )
+    return json.dumps(settings, sort_keys=True)

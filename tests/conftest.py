@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from imrepro.core.offline import go_offline
+
+go_offline()  # tests never reach the hub: every process they start inherits the switches (imrepro.core.offline)
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 SHIPPED = {

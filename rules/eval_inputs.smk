@@ -8,7 +8,7 @@ from imrepro.eval.lm_eval_tasks import LOCAL_TASKS, write_task_result
 EVAL_DIR = f"{RESULTS}/eval/{{target}}"
 GENERATIONS = f"{EVAL_DIR}/generations"
 EVAL_LOGS = f"{LOGS}/eval"
-EVAL_BENCHMARKS = f"{RESULTS}/benchmarks/eval"
+EVAL_BENCHMARKS = f"{RESULTS}/benchmarks"  # <rule>/<job>.tsv, as training
 
 
 # ---- input functions and parameters ---------------------------------------------------------------

@@ -38,7 +38,7 @@ rule lm_eval:
         model_dir=get_model_dir,
         tasks=get_lm_eval_tasks,
         flags=get_lm_eval_flags,
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:
@@ -73,7 +73,7 @@ rule humaneval:
         script=script_path("eval_humaneval.py"),
         model_dir=get_model_dir,
         flags=get_humaneval_flags,
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:
@@ -97,7 +97,7 @@ rule generate_mt_bench_answers:
         script=script_path("eval_generate.py"),
         model_dir=get_model_dir,
         flags=get_generation_flags("mt_bench"),
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:
@@ -121,7 +121,7 @@ rule generate_alpaca_eval_outputs:  # AlpacaEval 1.0 and 2.0 judge the same outp
         script=script_path("eval_generate.py"),
         model_dir=get_model_dir,
         flags=get_generation_flags("alpaca_eval"),
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:
@@ -196,7 +196,7 @@ rule regen_bleu:
         script=script_path("eval_regen_bleu.py"),
         model_dir=get_model_dir,
         flags=get_generation_flags("regen_bleu"),
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:
@@ -222,7 +222,7 @@ rule output_loss:
                                        for x in (f"--{name}", input[name])],
         token_budget=(EVAL.get("output_loss") or {}).get("token_budget", 8192),
         limit=lambda w: limit_flag("output_loss"),
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
         **EVAL_MODEL_RESOURCES,
     conda:

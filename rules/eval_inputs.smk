@@ -52,7 +52,11 @@ def eval_resources(key):
     return {**DEFAULT_RESOURCES, **EVAL.get("resources", {})}[key]
 
 
-# One block for every job that runs the evaluated model (threads: eval_resources("cpus_per_task")).
+def get_eval_threads(wildcards):
+    return eval_resources("cpus_per_task")
+
+
+# One block for every job that runs the evaluated model (with threads: get_eval_threads).
 EVAL_MODEL_RESOURCES = dict(
     gpu=lambda w: min(1, eval_resources("gpu")),
     mem_mb=lambda w: eval_resources("mem_mb"),

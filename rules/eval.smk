@@ -1,7 +1,7 @@
 # Evaluation stage: every fine-tuned run and every base model (target "base__<model>") on the
 # paper's benchmarks, one result file per (target, benchmark): results/eval/<target>/<benchmark>.json.
-# All lm-eval tasks of a target run in one job (one model load); per-task files are copied out of its
-# results. Model jobs share one resources block (EVAL_MODEL_RESOURCES) and declare a GPU; judge, summary
+# All lm-eval tasks of a target run in one job (one model load) that writes every per-task file.
+# Model jobs share one resources block (EVAL_MODEL_RESOURCES) and declare a GPU; judge, summary
 # and table jobs are local (they call an endpoint or only read JSON).
 
 
@@ -9,7 +9,6 @@ include: "eval_inputs.smk"
 
 
 localrules:
-    lm_eval_task,
     judge_mt_bench,
     judge_alpaca_eval,
     eval_summary,
@@ -19,44 +18,39 @@ localrules:
 
 wildcard_constraints:
     target=r"[A-Za-z0-9_.-]+",
-    task="|".join(cat.LM_EVAL_TASKS),
     version="1|2",
 
 
 # ---- rules ---------------------------------------------------------------------------------------------
-rule lm_eval:
-    input:
-        model=get_model_input(*cat.LM_EVAL_TASKS),
-    output:
-        f"{EVAL_DIR}/lm_eval.json",
-    log:
-        f"{EVAL_LOGS}/lm_eval/{{target}}.log",
-    benchmark:
-        f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
-    params:
-        script=script_path("eval_lm_eval.py"),
-        model_dir=get_model_dir,
-        tasks=get_lm_eval_tasks,
-        flags=get_lm_eval_flags,
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --tasks {params.tasks:q} "
-        "{params.flags:q} --output {output:q} > {log} 2>&1"
+for _name, _tasks, _targets in lm_eval_groups():  # one job per model, all of its lm-eval tasks
 
-
-rule lm_eval_task:
-    input:
-        rules.lm_eval.output,
-    output:
-        eval_path("{target}", "{task}"),
-    log:
-        f"{EVAL_LOGS}/lm_eval_task/{{target}}/{{task}}.log",
-    run:
-        write_task_result(input[0], wildcards.task, output[0], log=log[0])
+    rule:
+        name:
+            _name
+        input:
+            model=get_model_input(*_tasks),
+        output:
+            **{task: eval_path("{target}", task) for task in _tasks},
+        log:
+            f"{EVAL_LOGS}/lm_eval/{{target}}.log",
+        benchmark:
+            f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
+        params:
+            script=script_path("eval_lm_eval.py"),
+            model_dir=get_model_dir,
+            tasks=list(_tasks),
+            flags=get_lm_eval_flags,
+            output_dir=EVAL_DIR,
+        threads: get_eval_threads
+        resources:
+            **EVAL_MODEL_RESOURCES,
+        wildcard_constraints:
+            target=_targets,
+        conda:
+            "../envs/eval.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --tasks {params.tasks:q} "
+            "{params.flags:q} --output-dir {params.output_dir:q} > {log} 2>&1"
 
 
 rule humaneval:

@@ -1,7 +1,9 @@
 # The evaluation stage's paths, input functions and parameters (functions only: rules/eval.smk includes it;
 # what the report stage reads too, TARGETS, EVAL and eval_path, is in common.smk).
 from imrepro.eval import catalogue as cat
-from imrepro.eval.lm_eval_tasks import LOCAL_TASKS, write_task_result
+import re
+
+from imrepro.eval.lm_eval_tasks import LOCAL_TASKS
 
 
 # ---- paths: every output of the stage, defined once ---------------------------------------------
@@ -79,11 +81,17 @@ def lm_eval_tasks_of(target):
     return [name for name in target.benchmarks if name in cat.LM_EVAL_TASKS and not lm_eval_unavailable(name)]
 
 
-def get_lm_eval_tasks(wildcards):
-    tasks = lm_eval_tasks_of(get_target(wildcards))
-    if not tasks:
-        raise ValueError(f"no lm-eval task is configured (or shipped) for '{wildcards.target}'")
-    return tasks
+def lm_eval_groups():
+    """One (name, task keys, target regex) per distinct task list of the targets, for the lm_eval rules
+    (usually one, "lm_eval"; a run group that narrows its NLP tasks adds "lm_eval_2", ...), so that one job
+    per model writes every per-task file of that model as its declared outputs."""
+    groups = {}
+    for target in TARGETS.values():
+        tasks = tuple(lm_eval_tasks_of(target))
+        if tasks:
+            groups.setdefault(tasks, []).append(target.target_id)
+    return [("lm_eval" if k == 0 else f"lm_eval_{k + 1}", tasks, "|".join(map(re.escape, ids)))
+            for k, (tasks, ids) in enumerate(groups.items())]
 
 
 def get_lm_eval_flags(wildcards):
@@ -91,7 +99,7 @@ def get_lm_eval_flags(wildcards):
     flags = ["--source", spec.get("source", "harness"), "--batch-size", str(spec.get("batch_size", "auto"))]
     if spec.get("gen_kwargs"):
         flags += ["--gen-kwargs", spec["gen_kwargs"]]
-    for task in get_lm_eval_tasks(wildcards):
+    for task in lm_eval_tasks_of(get_target(wildcards)):
         shots = (spec.get("num_fewshot") or {}).get(task)
         if shots is not None:
             flags += ["--num-fewshot", f"{task}={shots}"]

@@ -238,15 +238,6 @@ def test_only_unshipped_tasks_load_nothing(fake_model, tmp_path):
     assert [r["status"] for r in results.values()] == ["not_shipped", "not_shipped"]
 
 
-def test_task_result_is_copied_out_of_the_model_results(tmp_path):
-    bundle = tmp_path / "lm_eval.json"
-    bundle.write_text(json.dumps({"mmlu": {"status": "scored", "value": 0.5}}))
-    let.write_task_result(bundle, "mmlu", tmp_path / "mmlu.json", log=tmp_path / "log")
-    assert json.loads((tmp_path / "mmlu.json").read_text()) == {"status": "scored", "value": 0.5}
-    with pytest.raises(ValueError, match=r"lm_eval.json: no result for lm-eval task 'piqa' \(it holds mmlu\)"):
-        let.write_task_result(bundle, "piqa", tmp_path / "piqa.json")
-
-
 @pytest.mark.slow
 def test_stock_lm_eval_cli_runs_the_shipped_tasks_from_any_folder(tiny_model, tmp_path):
     """`lm_eval --include_path resources/eval/lm_eval/tasks` from an unrelated folder, offline (and with the
@@ -299,11 +290,10 @@ def _check_scored(result: dict, key: str, limit: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["piqa", "gsm8k"])
 def test_cli_scores_a_local_task(tiny_model, tmp_path, key):
-    out = tmp_path / f"{key}.json"
     proc = run_cli("--model", str(tiny_model), "--tasks", key, "--source", "local", "--limit", "2",
-                   "--batch-size", "4", "--output", str(out))
+                   "--batch-size", "4", "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())[key]
+    result = json.loads((tmp_path / f"{key}.json").read_text())
     _check_scored(result, key, limit=2)
     task = let.LOCAL_TASKS[key].name
     assert result["lm_eval_task"] == task and result["value"] == result["results"][task][result["metric"]]
@@ -340,10 +330,9 @@ def fake_model(tmp_path) -> Path:
 
 @pytest.mark.parametrize("key", ["hellaswag", "toxigen", "wmt16"])
 def test_not_shipped_is_reported_without_loading_the_model(fake_model, tmp_path, key):
-    out = tmp_path / "r.json"
-    proc = run_cli("--model", str(fake_model), "--tasks", key, "--source", "local", "--output", str(out))
+    proc = run_cli("--model", str(fake_model), "--tasks", key, "--source", "local", "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())[key]
+    result = json.loads((tmp_path / f"{key}.json").read_text())
     assert result["status"] == "not_shipped" and result["value"] is None and result["benchmark"] == key
     assert key in result["reason"] and result["metric"] == let.SPECS[key].metric
     assert set(result) >= {"kind", "source", "lm_eval_task", "num_fewshot", "limit", "n_samples", "model",
@@ -354,10 +343,10 @@ def test_not_shipped_is_reported_without_loading_the_model(fake_model, tmp_path,
 
 def test_unknown_task_lists_the_valid_keys(fake_model, tmp_path):
     proc = run_cli("--model", str(fake_model), "--tasks", "piqa", "hellaswagg", "--source", "local",
-                   "--output", str(tmp_path / "r.json"))
+                   "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 1 and "unknown --tasks 'hellaswagg'" in proc.stderr
     assert "mmlu" in proc.stderr and "hendrycks_ethics" in proc.stderr
-    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="valid keys"):
         let.evaluate_task(fake_model, "nope", source="local")
     with pytest.raises(ValueError, match="humaneval is not an lm-eval task"):
@@ -369,7 +358,7 @@ def test_unknown_task_lists_the_valid_keys(fake_model, tmp_path):
 def test_missing_model_dir_is_named(tmp_path):
     missing = tmp_path / "no_model"
     proc = run_cli("--model", str(missing), "--tasks", "piqa", "--source", "local",
-                   "--output", str(tmp_path / "r.json"))
+                   "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 1 and f"{missing}: not a model directory (no config.json)" in proc.stderr
     with pytest.raises(FileNotFoundError, match="no config.json"):
         let.evaluate_task(missing, "hellaswag", source="local")

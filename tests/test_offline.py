@@ -49,7 +49,6 @@ def test_demo_evaluation_jobs_run_with_the_network_cut(tmp_path):
     eval_dir = tmp_path / "results" / "eval" / BASE
     for task in ("piqa", "winogrande"):
         assert json.loads((eval_dir / f"{task}.json").read_text())["status"] == "scored"
-    assert set(json.loads((eval_dir / "lm_eval.json").read_text())) == {"piqa", "winogrande"}
     ae2 = json.loads((eval_dir / "alpaca_eval_2.json").read_text())
     assert ae2["lc_win_rate"] is None and "not computed offline" in ae2["lc_note"]  # skipped, not retried
     assert json.loads((eval_dir / "mt_bench.json").read_text())["n_judgments"] > 0

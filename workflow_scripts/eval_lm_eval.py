@@ -1,18 +1,18 @@
 """Score a causal-LM directory on some of the paper's lm-evaluation-harness tasks, loading the model once.
 
     python workflow_scripts/eval_lm_eval.py --model results/models/demo_llama --tasks mmlu piqa gsm8k \
-        --source local --limit 4 --output results/eval/demo_llama/lm_eval.json
+        --source local --limit 4 --output-dir results/eval/demo_llama
 
 --source local: the offline tasks in resources/eval/lm_eval (small slices, same prompts as the harness);
 a task without shipped data gets status "not_shipped" (exit 0; the model is not loaded if no task is shipped).
 --source harness: the standard harness tasks (their data come from the Hugging Face hub: needs network).
 --num-fewshot TASK=N overrides the paper's shots of one task (repeatable).
 
-Output JSON: {task key: result}; each result is what results/eval/<model>/<task>.json holds (the workflow's
-lm_eval_task rule copies it there): benchmark, kind ("lm_eval"), status ("scored" | "not_shipped"), value
-(the paper's fraction, TaskSpec scale applied; null if not shipped), metric, source, lm_eval_task, num_fewshot,
-limit, n_samples, model, versions, results (lm-eval's per-task/group rows); scored tasks add n_shot, device,
-dtype and, for local tasks that differ from the harness, note; not_shipped adds reason.
+Output: one JSON per task, <output-dir>/<task key>.json (the workflow's results/eval/<model>/<task>.json):
+benchmark, kind ("lm_eval"), status ("scored" | "not_shipped"), value (the paper's fraction, TaskSpec scale
+applied; null if not shipped), metric, source, lm_eval_task, num_fewshot, limit, n_samples, model, versions,
+results (lm-eval's per-task/group rows); scored tasks add n_shot, device, dtype and, for local tasks that differ
+from the harness, note; not_shipped adds reason.
 """
 
 import argparse
@@ -54,7 +54,7 @@ def main() -> None:
                         help="lm-eval's bootstrap for stderrs of non-mean metrics (0: skip; default: %(default)s)")
     parser.add_argument("--gen-kwargs", default=None,
                         help="lm-eval override for generation tasks, e.g. max_gen_toks=64 (changes the task)")
-    parser.add_argument("--output", required=True, type=Path, help="JSON {task key: result}")
+    parser.add_argument("--output-dir", required=True, type=Path, help="where <task key>.json files go")
     args = parser.parse_args()
 
     unknown = [key for key in args.tasks if key not in SPECS and key != "humaneval"]  # humaneval: says where
@@ -67,11 +67,11 @@ def main() -> None:
                              limit=args.limit, batch_size=args.batch_size, device=args.device,
                              precision=args.precision, seed=args.seed, bootstrap_iters=args.bootstrap_iters,
                              gen_kwargs=args.gen_kwargs)
-    with atomic_open(args.output) as handle:
-        json.dump(results, handle, indent=1, allow_nan=False)
-        handle.write("\n")
     log = logging.getLogger("eval_lm_eval")
     for key, result in results.items():
+        with atomic_open(args.output_dir / f"{key}.json") as handle:
+            json.dump(result, handle, indent=1, allow_nan=False)
+            handle.write("\n")
         if result["status"] == "scored":
             log.info("%s (%s): %s = %.4f", key, result["lm_eval_task"], result["metric"], result["value"])
         else:

@@ -226,22 +226,3 @@ def _finite(value):
         return None
     return value
 
-
-def write_task_result(bundle: str | os.PathLike, key: str, output: str | os.PathLike,
-                      log: str | os.PathLike | None = None) -> None:
-    """Copy one task's result out of an :func:`evaluate_tasks` results file (what the workflow's per-task
-    file ``results/eval/<model>/<task>.json`` holds); ``log`` gets one line saying what was copied."""
-    import json
-
-    from imrepro.core.atomic import atomic_open
-
-    results = json.loads(Path(bundle).read_text(encoding="utf-8"))
-    if key not in results:
-        raise ValueError(f"{bundle}: no result for lm-eval task {key!r} (it holds {', '.join(sorted(results))}); "
-                         f"rerun the lm_eval job of this model")
-    with atomic_open(output) as handle:
-        json.dump(results[key], handle, indent=1, allow_nan=False)
-        handle.write("\n")
-    if log is not None:
-        with atomic_open(log) as handle:
-            handle.write(f"{key}: status {results[key]['status']}, value {results[key]['value']} (from {bundle})\n")

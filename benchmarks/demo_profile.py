@@ -7,8 +7,9 @@ Two sources, both written by every run:
   * Snakemake's log (``.snakemake/log/*.snakemake.log``): each job from the time stamp before its
     ``rule <name>:`` block to the one before ``Finished jobid: <n>``, whole seconds, for every rule; the wall
     time from the first to the last time stamp;
-  * the ``benchmark:`` files (``results/benchmarks/<rule>/...tsv``, column ``s``): the measured seconds of
-    each job of the heavy rules (training, model evaluation, judging).
+  * the ``benchmark:`` files (``results/benchmarks/<rule>/...tsv``, columns ``s`` and ``cpu_time``): the
+    measured wall and CPU seconds of each job of the heavy rules (training, model evaluation, judging); CPU
+    seconds do not grow when other processes share the machine, wall seconds do.
 Job-seconds exceed wall time by the parallelism (``--cores``). ``make profile`` runs this after ``make demo``.
 """
 
@@ -52,13 +53,14 @@ def parse_log(path: Path) -> tuple[dict[str, list[float]], float]:
     return dict(jobs), (stamp - first).total_seconds()
 
 
-def read_benchmarks(root: Path) -> dict[str, list[float]]:
-    """{rule: [seconds of each job]} from ``root/<rule>/**/*.tsv`` (Snakemake benchmark files)."""
-    out: dict[str, list[float]] = defaultdict(list)
+def read_benchmarks(root: Path) -> dict[str, list[tuple[float, float]]]:
+    """{rule: [(wall s, CPU s) of each job]} from ``root/<rule>/**/*.tsv`` (Snakemake benchmark files)."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for path in sorted(root.glob("*/**/*.tsv")):
         with open(path, encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
-                out[path.relative_to(root).parts[0]].append(float(row["s"]))
+                cpu = float(row["cpu_time"]) if row.get("cpu_time") not in (None, "", "NA") else 0.0
+                out[path.relative_to(root).parts[0]].append((float(row["s"]), cpu))
     return dict(out)
 
 
@@ -69,18 +71,26 @@ def newest_log(folder: Path) -> Path:
     return logs[-1]
 
 
-def render(log_jobs: dict[str, list[float]], bench: dict[str, list[float]], wall: float, log: Path) -> str:
+def render(log_jobs: dict[str, list[float]], bench: dict[str, list[tuple[float, float]]], wall: float,
+           log: Path) -> str:
     total = sum(map(sum, log_jobs.values()))
-    rows = sorted(set(log_jobs) | set(bench), key=lambda r: -max(sum(log_jobs.get(r, [])), sum(bench.get(r, []))))
+    rows = sorted(set(log_jobs) | set(bench), key=lambda r: -sum(log_jobs.get(r, [])))
     lines = [f"{log}: wall {wall:.0f} s ({wall / 60:.1f} min), {sum(map(len, log_jobs.values()))} jobs, "
              f"{total:.0f} job-s from the log", "",
-             f"{'rule':34} {'jobs':>5} {'job-s (log)':>12} {'mean s':>8} {'share':>6} {'job-s (benchmark)':>18}"]
+             f"{'rule':30} {'jobs':>5} {'job-s (log)':>12} {'mean s':>8} {'share':>6} {'bench wall s':>13} "
+             f"{'bench CPU s':>12}"]
     for rule in rows:
         seconds, measured = log_jobs.get(rule, []), bench.get(rule, [])
         mean = sum(seconds) / len(seconds) if seconds else 0.0
         share = sum(seconds) / total if total else 0.0
-        lines.append(f"{rule:34} {len(seconds):>5} {sum(seconds):>12.0f} {mean:>8.1f} {share:>6.1%} "
-                     f"{(f'{sum(measured):.0f} ({len(measured)} jobs)' if measured else '-'):>18}")
+        wall_s = f"{sum(w for w, _ in measured):.0f}" if measured else "-"
+        cpu_s = f"{sum(c for _, c in measured):.0f}" if measured else "-"
+        lines.append(f"{rule:30} {len(seconds):>5} {sum(seconds):>12.0f} {mean:>8.1f} {share:>6.1%} {wall_s:>13} "
+                     f"{cpu_s:>12}")
+    if bench:
+        lines.append(f"{'(benchmark files, all rules)':30} {sum(map(len, bench.values())):>5} {'':>12} {'':>8} "
+                     f"{'':>6} {sum(w for v in bench.values() for w, _ in v):>13.0f} "
+                     f"{sum(c for v in bench.values() for _, c in v):>12.0f}")
     return "\n".join(lines)
 
 

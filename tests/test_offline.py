@@ -4,14 +4,10 @@ network namespace of its own (only a loopback device: the hub, DNS and everythin
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, netns_works, snakemake
 
 DEMO_CONFIG = REPO / "profiles" / "demo" / "demo_config.yaml"
 BASE = "base__demo_llama"
@@ -28,23 +24,12 @@ evaluation:
 """
 
 
-def _netns_works() -> bool:
-    if not (shutil.which("unshare") and shutil.which("ip")):
-        return False
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True)
-    return probe.returncode == 0
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _netns_works(), reason="needs `unshare -n` and `ip` (root or user namespaces)")
+@pytest.mark.skipif(not netns_works(), reason="needs `unshare -n` and `ip` (root or user namespaces)")
 def test_demo_evaluation_jobs_run_with_the_network_cut(tmp_path):
     (tmp_path / "overlay.yaml").write_text(OVERLAY)
-    snakemake = Path(sys.executable).parent / "snakemake"
-    command = (f"ip link set lo up && exec {snakemake} results/eval/{BASE}/summary.json --snakefile "
-               f"{REPO / 'Snakefile'} --directory {tmp_path} --cores 2 "
-               f"--configfile {DEMO_CONFIG} {tmp_path / 'overlay.yaml'}")
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    proc = snakemake(f"results/eval/{BASE}/summary.json", "--directory", str(tmp_path), "--cores", "2",
+                     "--configfile", str(DEMO_CONFIG), str(tmp_path / "overlay.yaml"), timeout=900, netns=True)
     assert proc.returncode == 0, proc.stdout[-5000:]
     eval_dir = tmp_path / "results" / "eval" / BASE
     for task in ("piqa", "winogrande"):

@@ -90,7 +90,10 @@ def lm_eval_groups():
         tasks = tuple(lm_eval_tasks_of(target))
         if tasks:
             groups.setdefault(tasks, []).append(target.target_id)
-    return [("lm_eval" if k == 0 else f"lm_eval_{k + 1}", tasks, "|".join(map(re.escape, ids)))
+    # one rule needs no constraint, so a request for an unconfigured (model, task) gets require_benchmark's message
+    any_target = r"[A-Za-z0-9_.-]+"
+    return [("lm_eval" if k == 0 else f"lm_eval_{k + 1}", tasks,
+             "|".join(map(re.escape, ids)) if len(groups) > 1 else any_target)
             for k, (tasks, ids) in enumerate(groups.items())]
 
 

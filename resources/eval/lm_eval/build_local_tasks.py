@@ -593,10 +593,11 @@ The data files are converted to the schema of the Hugging Face dataset each harn
 (e.g. PIQA `valid.jsonl` + `valid-labels.lst` -> `{{goal, sol1, sol2, label}}`; ETHICS as the
 `EleutherAI/hendrycks_ethics` loading script does, with its group ids from the row index).
 
-**Use.** `imrepro.eval.lm_eval_tasks.evaluate_task(model_dir, key, source="local")` or
-`workflow_scripts/eval_lm_eval.py --source local`. `data_files` are relative to this folder, so to
-run lm-eval's own CLI on them: `cd resources/eval/lm_eval && lm_eval --model hf --model_args
-pretrained=/abs/model --include_path tasks --tasks imrepro_piqa`.
+**Use.** `imrepro.eval.lm_eval_tasks.evaluate_tasks(model_dir, keys, source="local")` or
+`workflow_scripts/eval_lm_eval.py --tasks KEY... --source local`. `data_files` are relative to this
+folder; every task includes `tasks/_imrepro_data.yaml`, whose loader reads them from here, so lm-eval's
+own CLI works from any folder: `lm_eval --model hf --model_args pretrained=/abs/model --include_path
+/abs/resources/eval/lm_eval/tasks --tasks imrepro_piqa`.
 
 | key (aggregate.PAPER_TASKS) | local task (harness task) | docs shipped | differences from the harness task |
 |---|---|---|---|

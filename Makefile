@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
 export DS_BUILD_OPS := 0
 
-.PHONY: install demo test lint bench plan slurm-profile slurm-test clean
+.PHONY: install demo profile test lint bench plan slurm-profile slurm-test clean
 
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
 demo: install  ## run the embedded demo (CPU, offline, minutes); ends with results/report.html
 	snakemake --profile profiles/demo
 
-test: lint  ## lint, then run the test suite
-	pytest -q
+profile:  ## where the last run spent its time: jobs, job-seconds per rule, wall time (after make demo)
+	python benchmarks/demo_profile.py
+
+test: lint  ## lint, then run the test suite (the 15 slowest tests listed)
+	pytest -q --durations=15
 
 lint: install  ## ruff (Python, and the compiled rules) + snakemake --lint
-	ruff check src tests workflow_scripts benchmarks docs/import_graph.py resources/eval/lm_eval/build_local_tasks.py
+	ruff check src tests workflow_scripts benchmarks docs/import_graph.py resources/eval/lm_eval/build_local_tasks.py \
+		resources/eval/lm_eval/tasks/_imrepro_data.py
 	snakemake --lint
 	pytest -q tests/test_rules_lint.py  # ruff over the Python that the Snakefile and rules/*.smk compile to
 

@@ -34,7 +34,7 @@ export SLURM_LOCAL_KILL_WAIT=${SLURM_LOCAL_KILL_WAIT:-5}   # a timed-out job is 
 RESULTS=results_slurm
 LOGS=logs_slurm
 TRAIN_RUN=demo_llama__lima_head64__it__ep2   # one demo training run (cheapest: 8 optimizer steps)
-JOB_RULES=(convert_dataset role_record train_model output_loss lm_eval_task)   # rules that must run as SLURM jobs
+JOB_RULES=(convert_dataset role_record train_model output_loss lm_eval)   # rules that must run as SLURM jobs
 LOCAL_RULES=(download_source dataset_stats table5 data prepare_model)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
 

@@ -1,7 +1,11 @@
 # Evaluation stage: every fine-tuned run and every base model (target "base__<model>") on the
 # paper's benchmarks, one result file per (target, benchmark): results/eval/<target>/<benchmark>.json.
-# Model jobs declare a GPU; judge, summary and table jobs are local (they call an endpoint or
-# only read JSON).
+# All lm-eval tasks of a target run in one job (one model load) that writes every per-task file.
+# Model jobs share one resources block (EVAL_MODEL_RESOURCES) and declare a GPU; judge, summary
+# and table jobs are local (they call an endpoint or only read JSON).
+
+
+include: "eval_inputs.smk"
 
 
 localrules:
@@ -14,50 +18,58 @@ localrules:
 
 wildcard_constraints:
     target=r"[A-Za-z0-9_.-]+",
-    task="|".join(cat.LM_EVAL_TASKS),
     version="1|2",
 
 
-rule lm_eval_task:
-    input:
-        model=lambda w: target_model_input(w.task)(w),
-    output:
-        f"{RESULTS}/eval/{{target}}/{{task}}.json",
-    log:
-        f"{LOGS}/eval/lm_eval/{{target}}/{{task}}.log",
-    params:
-        script=script_path("eval_lm_eval.py"),
-        model_dir=target_model_param,
-        flags=get_lm_eval_flags,
-    threads: lambda w: eval_resources("cpus_per_task")
-    resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --task {wildcards.task} "
-        "{params.flags:q} --output {output:q} > {log} 2>&1"
+# ---- rules ---------------------------------------------------------------------------------------------
+for _name, _tasks, _targets in lm_eval_groups():  # one job per model, all of its lm-eval tasks
+
+    rule:
+        name:
+            _name
+        input:
+            model=get_model_input(*_tasks),
+        output:
+            **{task: eval_path("{target}", task) for task in _tasks},
+        log:
+            f"{EVAL_LOGS}/lm_eval/{{target}}.log",
+        benchmark:
+            f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
+        params:
+            script=script_path("eval_lm_eval.py"),
+            model_dir=get_model_dir,
+            tasks=list(_tasks),
+            flags=get_lm_eval_flags,
+            output_dir=EVAL_DIR,
+        threads: get_eval_threads
+        resources:
+            **EVAL_MODEL_RESOURCES,
+        wildcard_constraints:
+            target=_targets,
+        conda:
+            "../envs/eval.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --tasks {params.tasks:q} "
+            "{params.flags:q} --output-dir {params.output_dir:q} > {log} 2>&1"
 
 
 rule humaneval:
     input:
-        model=target_model_input("humaneval"),
+        model=get_model_input("humaneval"),
     output:
-        result=f"{RESULTS}/eval/{{target}}/humaneval.json",
-        samples=f"{RESULTS}/eval/{{target}}/generations/humaneval_samples.jsonl",
+        result=eval_path("{target}", "humaneval"),
+        samples=f"{GENERATIONS}/humaneval_samples.jsonl",
     log:
-        f"{LOGS}/eval/humaneval/{{target}}.log",
+        f"{EVAL_LOGS}/humaneval/{{target}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/humaneval/{{target}}.tsv"
     params:
         script=script_path("eval_humaneval.py"),
-        model_dir=target_model_param,
+        model_dir=get_model_dir,
         flags=get_humaneval_flags,
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
+        **EVAL_MODEL_RESOURCES,
     conda:
         "../envs/eval.yaml"
     shell:
@@ -67,21 +79,21 @@ rule humaneval:
 
 rule generate_mt_bench_answers:
     input:
-        model=target_model_input("mt_bench"),
+        model=get_model_input("mt_bench"),
         questions=repo_path("resources/eval/mt_bench/question.jsonl"),
     output:
-        f"{RESULTS}/eval/{{target}}/generations/mt_bench_answers.jsonl",
+        f"{GENERATIONS}/mt_bench_answers.jsonl",
     log:
-        f"{LOGS}/eval/generate/{{target}}/mt_bench.log",
+        f"{EVAL_LOGS}/generate/{{target}}/mt_bench.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/generate_mt_bench_answers/{{target}}.tsv"
     params:
         script=script_path("eval_generate.py"),
-        model_dir=target_model_param,
-        flags=generation_flags("mt_bench"),
-    threads: lambda w: eval_resources("cpus_per_task")
+        model_dir=get_model_dir,
+        flags=get_generation_flags("mt_bench"),
+    threads: get_eval_threads
     resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
+        **EVAL_MODEL_RESOURCES,
     conda:
         "../envs/eval.yaml"
     shell:
@@ -89,24 +101,23 @@ rule generate_mt_bench_answers:
         "--model-id {wildcards.target} --questions {input.questions:q} {params.flags:q} --output {output:q} > {log} 2>&1"
 
 
-rule generate_alpaca_eval_outputs:
+rule generate_alpaca_eval_outputs:  # AlpacaEval 1.0 and 2.0 judge the same outputs
     input:
-        model=lambda w: target_model_input(
-            "alpaca_eval_1" if "alpaca_eval_1" in target_of(w).benchmarks else "alpaca_eval_2")(w),
+        model=get_model_input("alpaca_eval_1", "alpaca_eval_2"),
         questions=repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json"),
     output:
-        f"{RESULTS}/eval/{{target}}/generations/alpaca_eval_outputs.json",
+        f"{GENERATIONS}/alpaca_eval_outputs.json",
     log:
-        f"{LOGS}/eval/generate/{{target}}/alpaca_eval.log",
+        f"{EVAL_LOGS}/generate/{{target}}/alpaca_eval.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/generate_alpaca_eval_outputs/{{target}}.tsv"
     params:
         script=script_path("eval_generate.py"),
-        model_dir=target_model_param,
-        flags=generation_flags("alpaca_eval"),
-    threads: lambda w: eval_resources("cpus_per_task")
+        model_dir=get_model_dir,
+        flags=get_generation_flags("alpaca_eval"),
+    threads: get_eval_threads
     resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
+        **EVAL_MODEL_RESOURCES,
     conda:
         "../envs/eval.yaml"
     shell:
@@ -116,16 +127,18 @@ rule generate_alpaca_eval_outputs:
 
 rule judge_mt_bench:
     input:
-        answers=f"{RESULTS}/eval/{{target}}/generations/mt_bench_answers.jsonl",
+        answers=rules.generate_mt_bench_answers.output[0],
         questions=repo_path("resources/eval/mt_bench/question.jsonl"),
         reference=repo_path("resources/eval/mt_bench/reference_answer/gpt-4.jsonl"),
         judge_prompts=repo_path("resources/eval/mt_bench/judge_prompts.jsonl"),
-        judge=judge_inputs,
+        judge=get_judge_inputs,
     output:
-        result=f"{RESULTS}/eval/{{target}}/mt_bench.json",
-        judgments=f"{RESULTS}/eval/{{target}}/generations/mt_bench_judgments.jsonl",
+        result=eval_path("{target}", "mt_bench"),
+        judgments=f"{GENERATIONS}/mt_bench_judgments.jsonl",
     log:
-        f"{LOGS}/eval/judge/{{target}}/mt_bench.log",
+        f"{EVAL_LOGS}/judge/{{target}}/mt_bench.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/judge_mt_bench/{{target}}.tsv"
     params:
         script=script_path("eval_mt_bench_judge.py"),
         flags=lambda w: judge_flags("mt_bench") + limit_flag("mt_bench"),
@@ -140,14 +153,16 @@ rule judge_mt_bench:
 
 rule judge_alpaca_eval:
     input:
-        outputs=f"{RESULTS}/eval/{{target}}/generations/alpaca_eval_outputs.json",
+        outputs=rules.generate_alpaca_eval_outputs.output[0],
         reference=lambda w: alpaca_eval_reference(w.version),
-        judge=judge_inputs,
+        judge=get_judge_inputs,
     output:
-        result=f"{RESULTS}/eval/{{target}}/alpaca_eval_{{version}}.json",
-        annotations=f"{RESULTS}/eval/{{target}}/generations/alpaca_eval_{{version}}_annotations.json",
+        result=eval_path("{target}", "alpaca_eval_{version}"),
+        annotations=f"{GENERATIONS}/alpaca_eval_{{version}}_annotations.json",
     log:
-        f"{LOGS}/eval/judge/{{target}}/alpaca_eval_{{version}}.log",
+        f"{EVAL_LOGS}/judge/{{target}}/alpaca_eval_{{version}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/judge_alpaca_eval/{{target}}_{{version}}.tsv"
     params:
         script=script_path("eval_alpaca_eval.py"),
         flags=lambda w: judge_flags(f"alpaca_eval_{w.version}") + limit_flag("alpaca_eval"),
@@ -162,22 +177,22 @@ rule judge_alpaca_eval:
 
 rule regen_bleu:
     input:
-        model=target_model_input("regen_bleu"),
-        dataset=lambda w: canonical_path(target_of(w).run.dataset),
+        model=get_model_input("regen_bleu"),
+        dataset=lambda w: canonical_path(get_target(w).run.dataset),
     output:
-        result=f"{RESULTS}/eval/{{target}}/regen_bleu.json",
-        generations=f"{RESULTS}/eval/{{target}}/generations/regen_bleu.jsonl",
+        result=eval_path("{target}", "regen_bleu"),
+        generations=f"{GENERATIONS}/regen_bleu.jsonl",
     log:
-        f"{LOGS}/eval/regen_bleu/{{target}}.log",
+        f"{EVAL_LOGS}/regen_bleu/{{target}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/regen_bleu/{{target}}.tsv"
     params:
         script=script_path("eval_regen_bleu.py"),
-        model_dir=target_model_param,
-        flags=generation_flags("regen_bleu"),
-    threads: lambda w: eval_resources("cpus_per_task")
+        model_dir=get_model_dir,
+        flags=get_generation_flags("regen_bleu"),
+    threads: get_eval_threads
     resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
+        **EVAL_MODEL_RESOURCES,
     conda:
         "../envs/eval.yaml"
     shell:
@@ -189,21 +204,21 @@ rule output_loss:
     input:
         unpack(get_output_loss_inputs),
     output:
-        f"{RESULTS}/eval/{{target}}/output_loss.json",
+        eval_path("{target}", "output_loss"),
     log:
-        f"{LOGS}/eval/output_loss/{{target}}.log",
+        f"{EVAL_LOGS}/output_loss/{{target}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/output_loss/{{target}}.tsv"
     params:
         script=script_path("eval_output_loss.py"),
-        model_dir=target_model_param,
+        model_dir=get_model_dir,
         record_flags=lambda w, input: [x for name in ("train", "heldout") if name in input.keys()
                                        for x in (f"--{name}", input[name])],
-        token_budget=(EVAL.get("output_loss") or {}).get("token_budget", 8192),
+        token_budget=EVAL["output_loss"]["token_budget"],
         limit=lambda w: limit_flag("output_loss"),
-    threads: lambda w: eval_resources("cpus_per_task")
+    threads: get_eval_threads
     resources:
-        gpu=lambda w: min(1, eval_resources("gpu")),
-        mem_mb=lambda w: eval_resources("mem_mb"),
-        runtime=lambda w: eval_resources("runtime"),
+        **EVAL_MODEL_RESOURCES,
     conda:
         "../envs/eval.yaml"
     shell:
@@ -215,14 +230,14 @@ rule eval_summary:
     input:
         get_summary_inputs,
     output:
-        f"{RESULTS}/eval/{{target}}/summary.json",
+        eval_path("{target}", "summary"),
     log:
-        f"{LOGS}/eval/summary/{{target}}.log",
+        f"{EVAL_LOGS}/summary/{{target}}.log",
     params:
         script=script_path("eval_summary.py"),
-        partial=["--allow-partial"] if EVAL.get("allow_partial") else [],
+        partial=["--allow-partial"] if EVAL["allow_partial"] else [],
         not_shipped=get_not_shipped,
-        judge_label=JUDGE.get("label", "gpt-4"),
+        judge_label=JUDGE["label"],
     conda:
         "../envs/analysis.yaml"
     shell:
@@ -232,11 +247,11 @@ rule eval_summary:
 
 rule eval_long_table:
     input:
-        all_summaries(),
+        [eval_path(tid, "summary") for tid in TARGETS],
     output:
         f"{RESULTS}/tables/eval_long.csv",
     log:
-        f"{LOGS}/eval/eval_long.log",
+        f"{EVAL_LOGS}/eval_long.log",
     params:
         script=script_path("eval_summary.py"),
     conda:
@@ -251,7 +266,7 @@ rule runs_table:
     output:
         f"{RESULTS}/tables/runs.csv",
     log:
-        f"{LOGS}/eval/runs_table.log",
+        f"{EVAL_LOGS}/runs_table.log",
     params:
         script=script_path("eval_summary.py"),
         runs=json.dumps(runs_table_rows()),

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from imrepro.core.offline import go_offline
+
+go_offline()  # tests never reach the hub: every process they start inherits the switches (imrepro.core.offline)
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 SHIPPED = {
@@ -41,13 +44,23 @@ def sp_backend():
     return SentencePieceBackend(LLAMA2_TOKENIZER)
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600, netns: bool = False) -> subprocess.CompletedProcess:
     """Run the workflow's snakemake with this interpreter's environment on PATH.
 
-    Snakemake reports to both streams; they are merged into ``.stdout``.
+    Snakemake reports to both streams; they are merged into ``.stdout``. ``netns``: in a network namespace of
+    its own with only the loopback device up (:func:`netns_works` must be true), so that every job it runs
+    can reach 127.0.0.1 and nothing else.
     """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     exe = shutil.which("snakemake", path=env["PATH"])
-    return subprocess.run([exe, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    prefix = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if netns else []
+    return subprocess.run([*prefix, exe, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def netns_works() -> bool:
+    """Whether ``unshare -n`` (root or user namespaces) and ``ip`` can give a process a loopback-only network."""
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    return subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True).returncode == 0

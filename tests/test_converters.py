@@ -154,6 +154,29 @@ def test_bad_line_fails_the_conversion_without_output(tmp_path):
     assert not out.exists()
 
 
+def test_empty_dataset_file_is_rejected_naming_the_file(tmp_path):
+    """An empty source (or one with no example in it) fails the conversion, naming the file, with no output."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ValueError, match=r"empty.jsonl: empty file"):
+        run_converter("messages", [empty], out)
+    no_records = tmp_path / "none.json"
+    no_records.write_text("[]")
+    with pytest.raises(ValueError, match=r"none.json: converter 'instruction_json' found no examples"):
+        run_converter("instruction_json", [no_records], out, {"dataset": "d", "id_prefix": "d_"})
+    assert not out.exists()
+    proc = subprocess.run([sys.executable, "workflow_scripts/convert_dataset.py", "--converter", "messages",
+                           "--output", str(out), str(empty)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"{empty}: empty file" in proc.stderr and "wrote" not in proc.stderr
+    assert not out.exists()
+
+
 def test_ratio_subset_takes_the_examples_nearest_the_target():
     examples = synthetic({"mix": 200})
     subset = ratio_subset(examples, target_ratio=2.0, count=30, seed=1)

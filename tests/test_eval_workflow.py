@@ -56,12 +56,15 @@ def test_unknown_benchmark_names_the_key(paper_config):
 
 
 def test_paper_grid_evaluate_dry_run(tmp_path, paper_config):
-    """One lm-eval job per (model, task), GPU declared; judges and summaries run locally."""
+    """One lm-eval job per model (all of its tasks, one model load), GPU declared; judges and summaries run
+    locally."""
     result = snakemake("--directory", str(tmp_path), "--nolock", "-n", "evaluate")
     assert result.returncode == 0, result.stdout[-3000:]
     planned = counts(result.stdout)
     targets = wc.eval_targets(wc.prepare(paper_config))
-    assert planned["lm_eval_task"] == sum(len(set(t.benchmarks) & set(LM_EVAL_TASKS)) for t in targets.values())
+    assert planned["lm_eval"] == sum(bool(set(t.benchmarks) & set(LM_EVAL_TASKS)) for t in targets.values())
+    assert planned["lm_eval"] < len(targets)  # the Fig. 2 runs have no NLP task
+    assert not {name for name in planned if name.startswith("lm_eval_")}  # one task list: one rule
     assert planned["eval_summary"] == len(targets)
     assert planned["judge_alpaca_eval"] == sum("alpaca_eval_1" in t.benchmarks for t in targets.values()) + sum(
         "alpaca_eval_2" in t.benchmarks for t in targets.values())
@@ -70,12 +73,13 @@ def test_paper_grid_evaluate_dry_run(tmp_path, paper_config):
 
 
 def test_one_benchmark_of_one_model_alone(tmp_path):
-    """`snakemake results/eval/<run>/mmlu.json` plans that job (and what it needs), nothing else of the stage."""
+    """`snakemake results/eval/<run>/mmlu.json` plans that model's lm-eval job (and what it needs), nothing
+    else of the stage."""
     run = "llama2_7b__lima__it__ep2"
     result = snakemake("--directory", str(tmp_path), "--nolock", "-n", f"results/eval/{run}/mmlu.json")
     assert result.returncode == 0, result.stdout[-3000:]
     planned = counts(result.stdout)
-    assert planned["lm_eval_task"] == 1 and planned["train_model"] == 1
+    assert planned["lm_eval"] == planned["train_model"] == 1
     assert not {"humaneval", "eval_summary", "judge_mt_bench"} & set(planned)
 
 

@@ -17,7 +17,7 @@ from conftest import LLAMA2_TOKENIZER, REPO, RESOURCES, SHIPPED
 from imrepro.data.chat_format import generation_prompt, render_text
 from imrepro.data.messages import load_messages_jsonl
 from imrepro.data.token_backends import SentencePieceBackend
-from imrepro.eval import generation
+from imrepro.eval import answers, generation
 from imrepro.eval.generation import Sampling, chat_prompt, cut_at_stop, load_generator
 from imrepro.eval.judge import mt_bench
 from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
@@ -256,15 +256,11 @@ class RecordingGenerator:
         return [[f" A{len(self.calls)}.{k} "] for k in range(len(prompts))]
 
 
-def test_mt_bench_turn_two_prompt_and_temperatures(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    import eval_generate
-
+def test_mt_bench_turn_two_prompt_and_temperatures():
     questions = mt_bench.load_questions(MT_QUESTIONS)
-    args = types.SimpleNamespace(questions=MT_QUESTIONS, limit=None, temperature_policy="fastchat",
-                                 max_new_tokens=32, seed=0, model_id="m")
+    common = {"max_new_tokens": 32, "seed": 0, "model_id": "m"}
     fake = RecordingGenerator()
-    records, stats = eval_generate.mt_bench_answers(fake, args)
+    records, stats = answers.mt_bench_answers(fake, questions, temperature_policy="fastchat", **common)
     assert stats == {"n_questions": 80, "n_answers": 160, "n_empty": 0, "temperature_policy": "fastchat"}
     temps = {round(s.temperature, 1): s for _, s in fake.calls}
     assert set(temps) == {0.0, 0.1, 0.7} and temps[0.7].top_k == 50 and temps[0.0].top_k == 0
@@ -275,8 +271,10 @@ def test_mt_bench_turn_two_prompt_and_temperatures(monkeypatch):
     assert chat_prompt([{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": answer_1},
                         {"role": "user", "content": q["turns"][1]}]) in prompts
     greedy = RecordingGenerator()
-    eval_generate.mt_bench_answers(greedy, types.SimpleNamespace(**{**vars(args), "temperature_policy": "greedy"}))
+    answers.mt_bench_answers(greedy, questions, temperature_policy="greedy", **common)
     assert {s.temperature for _, s in greedy.calls} == {0.0}
+    with pytest.raises(ValueError, match="q.jsonl: no questions"):
+        answers.mt_bench_answers(greedy, [], source="q.jsonl", **common)
 
 
 def test_eval_generate_end_to_end(tiny_model, tmp_path, monkeypatch):

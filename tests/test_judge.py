@@ -498,3 +498,31 @@ def test_alpaca_eval_1_through_the_server(tmp_path):
         row = _run_alpaca_eval(tmp_path, server.base_url, config)
         assert _post_count(server.server) == 3
     assert row["n_total"] == 3 and any(row["win_rate"] == pytest.approx(100 * k / 3) for k in range(4))
+
+
+def test_judge_jobs_of_a_run_share_one_background_server(tmp_path, monkeypatch):
+    """--serve-shared: the first judge job starts the server, the next finds it (one process, same URL, cached
+    answers keyed as before); idle, the server stops by itself and removes its port file."""
+    import argparse
+
+    from imrepro.eval.judge import endpoint
+
+    monkeypatch.setattr(endpoint, "SHARED_IDLE_EXIT_S", 3.0)
+    parser = argparse.ArgumentParser()
+    endpoint.add_judge_arguments(parser)
+    args = parser.parse_args(["--judge-model", "demo-judge", "--serve-backend", "echo-score",
+                              "--serve-shared", str(tmp_path / "servers"), "--cache", str(tmp_path / "cache.jsonl")])
+    urls, replies = [], []
+    for prompt in ("first job", "second job"):  # two jobs, one after the other, each with a new request
+        with endpoint.open_judge(args) as judge:
+            urls.append(judge.client.base_url)
+            replies.append(judge.client.chat([{"role": "user", "content": prompt}], "demo-judge"))
+            assert judge.info["served_backend"] == "echo-score" and judge.info["base_url"] == "local:echo-score"
+    assert urls[0] == urls[1] and not any(reply.cached for reply in replies)
+    (port_file,) = (tmp_path / "servers").glob("*.port")
+    log_text = next((tmp_path / "servers").glob("*.log")).read_text()
+    assert log_text.count("serving 'demo-judge'") == 1  # started once
+    deadline = time.monotonic() + 30
+    while port_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not port_file.exists(), "the idle shared server did not stop"

@@ -330,6 +330,7 @@ def test_alpaca_eval_2_served_tiny_model_and_rerun(tiny_model, tmp_path):
     assert result["benchmark"] == "alpaca_eval_2" and result["reference"] == "gpt4_1106_preview"
     assert result["n_total"] == 3 and result["n_unparseable"] == 0 and 0.0 < result["value"] < 100.0
     assert result["lc_win_rate"] is None and "df_gamed.csv" in result["lc_note"]
+    assert "not computed offline" in result["lc_note"]  # skipped at once, not retried
     annotations = json.loads((tmp_path / "ann.json").read_text())
     assert all(1.0 < a["preference"] < 2.0 for a in annotations)  # a probability, not a binary verdict
 
@@ -366,6 +367,7 @@ def test_length_controlled_win_rate_when_alpaca_eval_has_its_data(tmp_path, monk
                        for name, difficulty in (("gamed_a", rng.normal(0, 1, 805)),) * 2])
     gamed.to_csv(tmp_path / "df_gamed.csv", index=False)
     monkeypatch.setattr(glm_winrate, "hf_hub_download", lambda **kwargs: str(tmp_path / "df_gamed.csv"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online as far as our code knows; the download above is stubbed
 
     references = json.loads((AE / "gpt4_1106_preview_outputs.json").read_text())
     picked = list(range(700, 740))

@@ -7,11 +7,11 @@ our files, and prompts, targets, choices and few-shot contexts are compared doc 
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +23,12 @@ from imrepro.eval import lm_eval_tasks as let
 from imrepro.eval.aggregate import PAPER_TASKS, task_scores_from_lm_eval
 
 ROOT = let.LOCAL_ROOT
-LOCAL_YAMLS = sorted((ROOT / "tasks").rglob("*.yaml"))
+LOCAL_YAMLS = sorted((ROOT / "tasks").glob("*/*.yaml"))  # tasks/_imrepro_data.yaml: included, not a task
 TASK_YAMLS = [p for p in LOCAL_YAMLS if not p.name.startswith("_")]
 GROUP_YAMLS = [p for p in LOCAL_YAMLS if p.name.startswith("_")]
 SCRIPT = REPO / "workflow_scripts" / "eval_lm_eval.py"
 NAME_KEYS = {"task", "tag", "group"}
-DATA_KEYS = {"dataset_path", "dataset_name", "dataset_kwargs"}
+DATA_KEYS = {"dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset"}  # custom: _imrepro_data
 SPLIT_KEYS = {"training_split", "validation_split", "test_split", "fewshot_split"}
 
 
@@ -62,8 +62,7 @@ def task_pairs():
 
     manager = let.local_task_manager()
     names = [load_flat(p, False)["task"] for p in TASK_YAMLS]
-    with contextlib.chdir(ROOT):
-        local = manager.load(names)["tasks"]
+    local = manager.load(names)["tasks"]  # from the tests' folder: data files resolve from anywhere
     pairs = {}
     for path, name in zip(TASK_YAMLS, names, strict=True):
         mine = local[name]
@@ -134,7 +133,7 @@ def test_metric_lists_equal_the_harness(task_pairs):
         assert mine.config.output_type == twin.config.output_type
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "tasks").rglob("*.py")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "tasks").glob("*/*.py")), ids=lambda p: p.parent.name)
 def test_copied_modules_are_unchanged(path):
     header, _, body = path.read_text(encoding="utf-8").partition("# Copyright (c) 2020 EleutherAI, MIT License")
     source = header.splitlines()[0].split("lm_eval/tasks/")[1]
@@ -205,6 +204,62 @@ def test_harness_source_builds_the_harness_call(monkeypatch, tmp_path):
     assert result["value"] == 0.25 and result["lm_eval_task"] == "gsm8k_cot" and result["source"] == "harness"
 
 
+def test_all_tasks_of_a_model_share_one_model_load(monkeypatch, tmp_path):
+    """evaluate_tasks: one HFLM for every task, one simple_evaluate per task with that task's shots."""
+    import lm_eval
+    import lm_eval.models.huggingface
+    import lm_eval.tasks
+
+    models, evaluations = [], []
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", lambda: "default-index")
+    monkeypatch.setattr(lm_eval.models.huggingface, "HFLM", lambda **kw: models.append(kw) or "the-model")
+
+    def fake_evaluate(**kwargs):
+        evaluations.append(kwargs)
+        assert kwargs["model"] == "the-model"
+        return {"results": {"gsm8k_cot": {"exact_match,strict-match": 0.25}, "mmlu": {"acc,none": 0.5}},
+                "n-samples": {}, "n-shot": {}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake_evaluate)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    results = let.evaluate_tasks(model, ["mmlu", "gsm8k"], source="harness", num_fewshot={"gsm8k": 2}, device="cpu")
+    assert len(models) == 1 and [e["tasks"] for e in evaluations] == [["mmlu"], ["gsm8k_cot"]]
+    assert [e["num_fewshot"] for e in evaluations] == [5, 2]
+    assert list(results) == ["mmlu", "gsm8k"] and results["gsm8k"]["value"] == 0.25 and results["mmlu"]["value"] == 0.5
+    with pytest.raises(ValueError, match="num_fewshot names tasks that are not evaluated: piqa"):
+        let.evaluate_tasks(model, ["mmlu"], source="harness", num_fewshot={"piqa": 1})
+
+
+def test_only_unshipped_tasks_load_nothing(fake_model, tmp_path):
+    """Offline, a model whose tasks are all unshipped gets its not_shipped results without lm-eval loading it."""
+    results = let.evaluate_tasks(fake_model, ["hellaswag", "wmt16"], source="local")
+    assert [r["status"] for r in results.values()] == ["not_shipped", "not_shipped"]
+
+
+@pytest.mark.slow
+def test_stock_lm_eval_cli_runs_the_shipped_tasks_from_any_folder(tiny_model, tmp_path):
+    """`lm_eval --include_path resources/eval/lm_eval/tasks` from an unrelated folder, offline (and with the
+    network namespace cut where unshare works): the tasks find their data files."""
+    from imrepro.core.offline import OFFLINE_ENV
+
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    command = [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf", "--model_args",
+               f"pretrained={tiny_model},dtype=float32", "--include_path", str(ROOT / "tasks"),
+               "--tasks", "imrepro_piqa,imrepro_hendrycks_ethics", "--limit", "2", "--batch_size", "4",
+               "--device", "cpu", "--output_path", str(cwd / "out")]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        command = ["unshare", "-n", *command]
+    proc = subprocess.run(command, cwd=cwd, env={**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(next((cwd / "out").rglob("results_*.json")).read_text())["results"]
+    assert {"imrepro_piqa", "imrepro_ethics_cm", "imrepro_ethics_virtue"} <= set(results)
+    assert all(row["acc,none"] is not None for row in results.values() if "acc,none" in row)
+
+
 def test_default_shots():
     assert let.default_num_fewshot("mmlu") == 5 and let.default_num_fewshot("piqa") == 10
     assert let.default_num_fewshot("openbookqa") == 0 and let.default_num_fewshot("gsm8k") == 8
@@ -235,11 +290,10 @@ def _check_scored(result: dict, key: str, limit: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["piqa", "gsm8k"])
 def test_cli_scores_a_local_task(tiny_model, tmp_path, key):
-    out = tmp_path / f"{key}.json"
-    proc = run_cli("--model", str(tiny_model), "--task", key, "--source", "local", "--limit", "2",
-                   "--batch-size", "4", "--output", str(out))
+    proc = run_cli("--model", str(tiny_model), "--tasks", key, "--source", "local", "--limit", "2",
+                   "--batch-size", "4", "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / f"{key}.json").read_text())
     _check_scored(result, key, limit=2)
     task = let.LOCAL_TASKS[key].name
     assert result["lm_eval_task"] == task and result["value"] == result["results"][task][result["metric"]]
@@ -276,10 +330,9 @@ def fake_model(tmp_path) -> Path:
 
 @pytest.mark.parametrize("key", ["hellaswag", "toxigen", "wmt16"])
 def test_not_shipped_is_reported_without_loading_the_model(fake_model, tmp_path, key):
-    out = tmp_path / "r.json"
-    proc = run_cli("--model", str(fake_model), "--task", key, "--source", "local", "--output", str(out))
+    proc = run_cli("--model", str(fake_model), "--tasks", key, "--source", "local", "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / f"{key}.json").read_text())
     assert result["status"] == "not_shipped" and result["value"] is None and result["benchmark"] == key
     assert key in result["reason"] and result["metric"] == let.SPECS[key].metric
     assert set(result) >= {"kind", "source", "lm_eval_task", "num_fewshot", "limit", "n_samples", "model",
@@ -289,11 +342,11 @@ def test_not_shipped_is_reported_without_loading_the_model(fake_model, tmp_path,
 
 
 def test_unknown_task_lists_the_valid_keys(fake_model, tmp_path):
-    proc = run_cli("--model", str(fake_model), "--task", "hellaswagg", "--source", "local",
-                   "--output", str(tmp_path / "r.json"))
-    assert proc.returncode == 1 and "unknown --task 'hellaswagg'" in proc.stderr
+    proc = run_cli("--model", str(fake_model), "--tasks", "piqa", "hellaswagg", "--source", "local",
+                   "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "unknown --tasks 'hellaswagg'" in proc.stderr
     assert "mmlu" in proc.stderr and "hendrycks_ethics" in proc.stderr
-    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="valid keys"):
         let.evaluate_task(fake_model, "nope", source="local")
     with pytest.raises(ValueError, match="humaneval is not an lm-eval task"):
@@ -304,7 +357,8 @@ def test_unknown_task_lists_the_valid_keys(fake_model, tmp_path):
 
 def test_missing_model_dir_is_named(tmp_path):
     missing = tmp_path / "no_model"
-    proc = run_cli("--model", str(missing), "--task", "piqa", "--source", "local", "--output", str(tmp_path / "r.json"))
+    proc = run_cli("--model", str(missing), "--tasks", "piqa", "--source", "local",
+                   "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 1 and f"{missing}: not a model directory (no config.json)" in proc.stderr
     with pytest.raises(FileNotFoundError, match="no config.json"):
         let.evaluate_task(missing, "hellaswag", source="local")

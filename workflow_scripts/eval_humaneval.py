@@ -18,7 +18,7 @@ from pathlib import Path
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
 from imrepro.eval import humaneval
-from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, count_empty, load_generator
+from imrepro.eval.generation import BACKENDS, DEFAULT_BATCH_SIZE, PRECISIONS, Sampling, count_empty, load_generator
 
 log = logging.getLogger("eval_humaneval")
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N problems")
     parser.add_argument("--timeout", type=float, default=humaneval.TIMEOUT_S, help="seconds per program")
     parser.add_argument("--workers", type=int, default=2, help="sandboxed programs run at once")
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts per batch (x n samples)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per batch (x n samples)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--seed", type=int, default=42)

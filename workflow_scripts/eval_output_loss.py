@@ -15,6 +15,7 @@ from imrepro.core.cli import run_main
 from imrepro.data.role_record import load_role_record
 from imrepro.eval.output_loss import describe, per_example_output_loss
 from imrepro.train.scoring import load_scoring_model
+from imrepro.train.settings import DEFAULT_TOKEN_BUDGET
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--train", type=Path, help="role record of the training set (none for a base model)")
     parser.add_argument("--heldout", type=Path, help="role record of the held-out set")
-    parser.add_argument("--token-budget", type=int, default=8192)
+    parser.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET)
     parser.add_argument("--limit", type=int, help="first N examples of each set")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args()

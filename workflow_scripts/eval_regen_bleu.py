@@ -15,7 +15,15 @@ from pathlib import Path
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
 from imrepro.data.messages import load_messages_jsonl
-from imrepro.eval.generation import BACKENDS, PRECISIONS, Sampling, chat_prompt, count_empty, load_generator
+from imrepro.eval.generation import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    PRECISIONS,
+    Sampling,
+    chat_prompt,
+    count_empty,
+    load_generator,
+)
 from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
 
 log = logging.getLogger("eval_regen_bleu")
@@ -29,7 +37,7 @@ def main() -> None:
                         help="SentencePiece file the model was trained with (prompt ids as in training)")
     parser.add_argument("--limit", type=int, help="only the first N examples")
     parser.add_argument("--max-new-tokens", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--output", required=True, type=Path)

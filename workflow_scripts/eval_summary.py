@@ -10,8 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from imrepro.core import provenance
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
@@ -54,6 +52,8 @@ def main() -> None:
             dataset_stats = stats.get(row.get("dataset"), {})
             rows.append({**row, "n_examples": dataset_stats.get("n_examples"),
                          "ratio_output_instruction": dataset_stats.get("ratio_output_instruction")})
+        import pandas as pd  # only here: the per-model summary jobs do not pay for it
+
         with atomic_open(args.output) as handle:
             pd.DataFrame(rows, columns=RUNS_COLUMNS).to_csv(handle, index=False)
 

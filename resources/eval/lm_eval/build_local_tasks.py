@@ -364,6 +364,7 @@ def localise(cfg: dict, data_files: dict[str, dict[str, str]]) -> dict:
         if key in ("task", "tag"):
             out[key] = _rename(value)
         elif key == "dataset_path":
+            out["include"] = "../_imrepro_data.yaml"  # reads data_files relative to this folder, from any cwd
             out[key] = "json"
             out["dataset_kwargs"] = {"data_files": files}
         elif key in SPLIT_KEYS:
@@ -383,8 +384,8 @@ def write_yaml(b: Builder, harness_yaml: Path, bench: str) -> None:
     header = (f"# Written by build_local_tasks.py (next to tasks/) from lm-evaluation-harness {LM_EVAL_VERSION}:\n"
               f"# lm_eval/tasks/{rel} (includes merged; MIT License, see ../../LICENSES/lm-evaluation-harness.txt).\n"
               "# Same prompts, targets, choices, filters and metrics as the harness task; only the name, tags\n"
-              "# and data differ. data_files are relative to resources/eval/lm_eval (where imrepro.eval.lm_eval_tasks\n"
-              "# builds the tasks).\n")
+              "# and data differ. data_files are relative to resources/eval/lm_eval (../_imrepro_data.yaml reads\n"
+              "# them from there, whatever the current folder).\n")
     body = yaml.dump(local, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**6)
     (folder / f"{'_' if 'group' in local else ''}{name}.yaml").write_text(header + body, encoding="utf-8")
     for ref in _function_refs(cfg):
@@ -430,8 +431,9 @@ def main() -> None:
     args = parser.parse_args()
     if metadata.version("lm_eval") != LM_EVAL_VERSION:
         raise SystemExit(f"lm_eval {metadata.version('lm_eval')} installed; these tasks mirror {LM_EVAL_VERSION}")
-    for sub in ("tasks", "data"):
-        shutil.rmtree(args.out / sub, ignore_errors=True)
+    shutil.rmtree(args.out / "data", ignore_errors=True)
+    for folder in (args.out / "tasks").glob("*/"):  # tasks/_imrepro_data.{py,yaml} are kept: not generated
+        shutil.rmtree(folder)
     b = Builder(args.shared_data.resolve(), args.out)
     root = _harness_root()
 
@@ -591,10 +593,11 @@ The data files are converted to the schema of the Hugging Face dataset each harn
 (e.g. PIQA `valid.jsonl` + `valid-labels.lst` -> `{{goal, sol1, sol2, label}}`; ETHICS as the
 `EleutherAI/hendrycks_ethics` loading script does, with its group ids from the row index).
 
-**Use.** `imrepro.eval.lm_eval_tasks.evaluate_task(model_dir, key, source="local")` or
-`workflow_scripts/eval_lm_eval.py --source local`. `data_files` are relative to this folder, so to
-run lm-eval's own CLI on them: `cd resources/eval/lm_eval && lm_eval --model hf --model_args
-pretrained=/abs/model --include_path tasks --tasks imrepro_piqa`.
+**Use.** `imrepro.eval.lm_eval_tasks.evaluate_tasks(model_dir, keys, source="local")` or
+`workflow_scripts/eval_lm_eval.py --tasks KEY... --source local`. `data_files` are relative to this
+folder; every task includes `tasks/_imrepro_data.yaml`, whose loader reads them from here, so lm-eval's
+own CLI works from any folder: `lm_eval --model hf --model_args pretrained=/abs/model --include_path
+/abs/resources/eval/lm_eval/tasks --tasks imrepro_piqa`.
 
 | key (aggregate.PAPER_TASKS) | local task (harness task) | docs shipped | differences from the harness task |
 |---|---|---|---|

@@ -202,6 +202,25 @@ def convert_head(inputs: list[Path], output: Path, *, count: int, skip: int = 0)
 
 
 def run_converter(name: str, inputs: list[Path], output: Path, args: dict | None = None) -> int:
+    """Run converter ``name``; the number of examples written. An empty input file, or a conversion that yields
+    no example, is an error naming the file(s) (and leaves no output behind)."""
     if name not in CONVERTERS:
         raise ValueError(f"unknown converter {name!r}; known: {', '.join(sorted(CONVERTERS))}")
-    return CONVERTERS[name]([Path(p) for p in inputs], Path(output), **(args or {}))
+    inputs = [Path(p) for p in inputs]
+    for path in inputs:
+        if path.is_file() and not _has_content(path):
+            raise ValueError(f"{path}: empty file (no examples to convert with {name!r})")
+    n = CONVERTERS[name](inputs, Path(output), **(args or {}))
+    if n == 0:
+        Path(output).unlink(missing_ok=True)
+        raise ValueError(f"{', '.join(map(str, inputs))}: converter {name!r} found no examples")
+    return n
+
+
+def _has_content(path: Path) -> bool:
+    """Anything but whitespace in the file (read in blocks: sources can be large)."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            if block.strip():
+                return True
+    return False

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "hf", "vllm")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DEFAULT_BATCH_SIZE = 32  # prompts per generate call; the schema's evaluation.generation.batch_size too
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,9 @@ def resolve_dtype(precision: str, device: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
-def load_generator(model_dir: str | Path, *, backend: str = "auto", batch_size: int = 16, precision: str = "auto",
-                   progress: bool = True, tokenizer_model: str | Path | None = None) -> Generator:
+def load_generator(model_dir: str | Path, *, backend: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+                   precision: str = "auto", progress: bool = True,
+                   tokenizer_model: str | Path | None = None) -> Generator:
     """A generator for ``model_dir`` (a Hugging Face model directory with its tokenizer).
 
     ``tokenizer_model``: the SentencePiece file the model's training records were tokenised with (Llama-2

@@ -1,4 +1,5 @@
-"""The paper's 17 lm-evaluation-harness tasks, one per call, through lm-eval 0.4.13's Python API.
+"""The paper's 17 lm-evaluation-harness tasks through lm-eval 0.4.13's Python API, all tasks of a model
+in one process (:func:`evaluate_tasks`: the model is loaded once).
 
 Two sources of task definitions:
 
@@ -15,7 +16,7 @@ The score is the paper's value, taken from lm-eval's results by
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import os
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from imrepro.eval.aggregate import PAPER_TASKS, TaskSpec, task_scores_from_lm_ev
 
 LOCAL_ROOT = Path(__file__).resolve().parents[3] / "resources" / "eval" / "lm_eval"
 SOURCES = ("local", "harness")
+log = logging.getLogger(__name__)
 SPECS = {spec.key: spec for spec in PAPER_TASKS if spec.lm_eval_task is not None}  # humaneval is scored elsewhere
 
 
@@ -119,62 +121,82 @@ def local_task_manager(root: Path = LOCAL_ROOT):
     return TaskManager(include_path=str(root.resolve() / "tasks"), include_defaults=False)
 
 
-def load_local(name: str, task_manager, root: Path = LOCAL_ROOT) -> list:
-    """Build task objects for ``name``; their data_files are relative to ``root``, hence the chdir."""
-    with contextlib.chdir(root):
-        loaded = task_manager.load([name])
+def load_local(name: str, task_manager) -> list:
+    """Build task objects for ``name`` (their data files resolve from any folder: tasks/_imrepro_data.py)."""
+    loaded = task_manager.load([name])
     if name in loaded["groups"]:
         return [loaded["groups"][name]]
     return list(loaded["tasks"].values())
 
 
-def evaluate_task(model_dir: str | os.PathLike, key: str, *, source: str, num_fewshot: int | None = None,
-                  limit: int | float | None = None, batch_size: int | str = 8, device: str = "auto",
-                  precision: str = "auto", seed: int | None = None, bootstrap_iters: int = 100000,
-                  gen_kwargs: str | None = None, root: Path = LOCAL_ROOT) -> dict:
-    """Evaluate one task key; returns the per-task result dict (see workflow_scripts/eval_lm_eval.py).
+def evaluate_task(model_dir: str | os.PathLike, key: str, **kwargs) -> dict:
+    """One task key; see :func:`evaluate_tasks` (``num_fewshot`` here is that task's shots)."""
+    shots = kwargs.pop("num_fewshot", None)
+    return evaluate_tasks(model_dir, [key], num_fewshot={key: shots} if shots is not None else None, **kwargs)[key]
 
-    ``num_fewshot`` None: :func:`default_num_fewshot`.  ``seed`` None: lm-eval's default seeds, else all four
-    (python, numpy, torch, few-shot sampler).  ``gen_kwargs``: lm-eval's override string for generation tasks,
-    e.g. ``"max_gen_toks=64"`` (changes the task: for smoke runs only).
+
+def evaluate_tasks(model_dir: str | os.PathLike, keys: list[str], *, source: str,
+                   num_fewshot: dict[str, int] | None = None, limit: int | float | None = None,
+                   batch_size: int | str = 8, device: str = "auto", precision: str = "auto", seed: int | None = None,
+                   bootstrap_iters: int = 100000, gen_kwargs: str | None = None, root: Path = LOCAL_ROOT) -> dict:
+    """Evaluate task keys with one model load; returns {key: result dict} (see workflow_scripts/eval_lm_eval.py).
+
+    Every key is checked before anything loads.  Each task is its own ``simple_evaluate`` call on the same
+    ``HFLM`` (tasks differ in shots; one call per task gives the same numbers as a job per task).
+    ``num_fewshot``: per key, overrides :func:`default_num_fewshot`.  ``seed`` None: lm-eval's default seeds,
+    else all four (python, numpy, torch, few-shot sampler).  ``gen_kwargs``: lm-eval's override string for
+    generation tasks, e.g. ``"max_gen_toks=64"`` (changes the task: for smoke runs only).
     """
-    spec = spec_for(key)
+    if not keys:
+        raise ValueError("no lm-eval task keys given")
+    specs = {key: spec_for(key) for key in keys}
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    unknown = sorted(set(num_fewshot or {}) - set(keys))
+    if unknown:
+        raise ValueError(f"num_fewshot names tasks that are not evaluated: {', '.join(unknown)}")
     model_dir = check_model_dir(model_dir)
-    if source == "local" and LOCAL_TASKS[key] is None:
-        return not_shipped_result(model_dir, key)
-    shots = default_num_fewshot(key) if num_fewshot is None else num_fewshot
+    results = {key: not_shipped_result(model_dir, key) for key in keys
+               if source == "local" and LOCAL_TASKS[key] is None}
+    todo = [key for key in keys if key not in results]
+    if not todo:
+        return results  # nothing to score: lm-eval is not even imported
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    if source == "local":
-        task_manager = local_task_manager(root)
-        tasks = load_local(LOCAL_TASKS[key].name, task_manager, root)
-        task_name = LOCAL_TASKS[key].name
-    else:
-        task_manager, task_name = TaskManager(), spec.lm_eval_task
-        tasks = [task_name]
+    task_manager = local_task_manager(root) if source == "local" else TaskManager()
     device, dtype = resolve_device(device, precision)
     lm = HFLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size)
     seeds = {} if seed is None else {name: seed for name in
                                      ("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed")}
-    out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=shots, limit=limit,
-                                  log_samples=False, bootstrap_iters=bootstrap_iters, gen_kwargs=gen_kwargs, **seeds)
-    scored = score_spec(key, source)
-    value = task_scores_from_lm_eval(out, tasks=[scored]).get(key)
-    if value is None:
-        raise ValueError(f"{key}: lm-eval reported no {spec.metric!r} for {scored.lm_eval_task} "
-                         f"or all of {scored.subtasks}; got {sorted(out['results'])}")
-    result = {"benchmark": key, "kind": "lm_eval", "status": "scored", "value": value, "metric": spec.metric,
-              "source": source, "lm_eval_task": task_name, "num_fewshot": shots, "limit": limit,
-              "n_samples": out["n-samples"], "n_shot": out.get("n-shot", {}), "model": str(model_dir),
-              "versions": versions(), "device": device, "dtype": dtype, "results": out["results"]}
-    if source == "local" and LOCAL_TASKS[key].note:
-        result["note"] = LOCAL_TASKS[key].note
-    return _finite(result)
+    for key in todo:
+        spec = specs[key]
+        shots = (num_fewshot or {}).get(key, default_num_fewshot(key))
+        if source == "local":
+            task_name = LOCAL_TASKS[key].name
+            tasks = load_local(task_name, task_manager)
+        else:
+            task_name = spec.lm_eval_task
+            tasks = [task_name]
+        log.info("lm-eval %s (%s), %s shots", key, task_name, shots)
+        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=shots,
+                                      limit=limit, log_samples=False, bootstrap_iters=bootstrap_iters,
+                                      gen_kwargs=gen_kwargs, **seeds)
+        scored = score_spec(key, source)
+        value = task_scores_from_lm_eval(out, tasks=[scored]).get(key)
+        if value is None:
+            raise ValueError(f"{key}: lm-eval reported no {spec.metric!r} for {scored.lm_eval_task} "
+                             f"or all of {scored.subtasks}; got {sorted(out['results'])}")
+        result = {"benchmark": key, "kind": "lm_eval", "status": "scored", "value": value, "metric": spec.metric,
+                  "source": source, "lm_eval_task": task_name, "num_fewshot": shots, "limit": limit,
+                  "n_samples": out["n-samples"], "n_shot": out.get("n-shot", {}), "model": str(model_dir),
+                  "versions": versions(), "device": device, "dtype": dtype, "results": out["results"]}
+        if source == "local" and LOCAL_TASKS[key].note:
+            result["note"] = LOCAL_TASKS[key].note
+        results[key] = _finite(result)
+    return {key: results[key] for key in keys}
 
 
 def resolve_device(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
@@ -203,3 +225,4 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+DEFAULT_TOKEN_BUDGET = 8192  # tokens per packed micro-batch (training, scoring); the schema's default too
+
 
 def _doc(help: str, default=None, *, config: bool = False, factory=MISSING):
     """A dataclass field with its documentation (``metadata["help"]``); ``config`` marks the
@@ -48,7 +50,7 @@ class TrainSettings:
     max_steps: int | None = _doc("stop after this many optimizer steps (benchmarks, tests)")
     # --- micro-batching and speed (the same objective whatever is chosen)
     packing: bool = _doc("padding-free packs of whole examples (else right-padded rows)", True, config=True)
-    token_budget: int = _doc("tokens per packed micro-batch", 8192, config=True)
+    token_budget: int = _doc("tokens per packed micro-batch", DEFAULT_TOKEN_BUDGET, config=True)
     per_device_batch_size: int = _doc("examples per padded micro-batch (packing: false)", 1, config=True)
     precision: str = _doc("bf16, fp16 or fp32 (mixed precision on GPU; CPU always fp32)", "bf16", config=True)
     attn_implementation: str = _doc("auto, flash_attention_2, flex_attention, sdpa_varlen, sdpa or eager "

@@ -19,7 +19,7 @@ of its defaults, without touching site-packages:
 
 The length-controlled win rate (2.0 only) is alpaca_eval's GLM. It reads ``df_gamed.csv`` from the Hugging Face
 dataset ``tatsu-lab/alpaca_eval`` (``hf_hub_download``); where that is not reachable (offline), or the fit fails,
-it is reported as null with the reason in ``lc_note``.
+it is reported as null with the reason in ``lc_note``; offline (``HF_HUB_OFFLINE``) it is not even tried.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from imrepro.core.offline import is_offline
 from imrepro.eval.judge.client import JudgeClient, JudgeResponseError, run_concurrently
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,14 @@ def winrate_metrics(annotations, version: int, positions_by_instruction: dict[st
     return out
 
 
+OFFLINE_LC_NOTE = ("not computed offline (HF_HUB_OFFLINE): alpaca_eval's length-controlled GLM needs df_gamed.csv "
+                   "from the Hugging Face dataset tatsu-lab/alpaca_eval")
+
+
 def _length_controlled(df) -> dict:
+    if is_offline():  # alpaca_eval would retry the hub download for minutes before failing
+        log.info("length-controlled win rate skipped: %s", OFFLINE_LC_NOTE)
+        return {"lc_note": OFFLINE_LC_NOTE}
     from alpaca_eval.metrics import get_length_controlled_winrate
 
     try:

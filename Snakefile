@@ -35,6 +35,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/study.smk"
 
 
 rule all:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -77,9 +78,20 @@ def repo_path(path):
     return str(candidate) if candidate.exists() else path
 
 
+def tokenizer_path(tokenizer):
+    """A tokenizers entry's file/id, or the directory of the model it comes from (``from_model``)."""
+    if "from_model" in tokenizer:
+        return base_model_dir(tokenizer["from_model"])
+    return repo_path(tokenizer["path"])
+
+
 def get_tokenizer_files(wildcards):
-    """Local tokenizer files are inputs, so replacing one rebuilds the records."""
-    path = Path(repo_path(get_tokenizer(wildcards)["path"]))
+    """Local tokenizer files are inputs, so replacing one rebuilds the records; a ``from_model``
+    tokenizer needs that model prepared first."""
+    tokenizer = get_tokenizer(wildcards)
+    if "from_model" in tokenizer:
+        return [base_model_config(tokenizer["from_model"])]
+    path = Path(tokenizer_path(tokenizer))
     return [str(path)] if path.is_file() else []
 
 
@@ -120,6 +132,9 @@ def get_prepare_model_flags(wildcards):
     if "init" in spec:
         return ["--init", json.dumps(spec["init"]), "--tokenizer-model",
                 repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])]
+    if "package" in spec:
+        return ["--package", json.dumps(spec["package"], sort_keys=True),
+                "--cache-dir", f"{RESULTS}/models/.package_cache"]
     return ["--hf-id", spec["hf_id"], "--revision", spec.get("revision", "main")]
 
 
@@ -178,6 +193,7 @@ def get_train_settings(wildcards):
         scratch_dir=f"{training.get('scratch_dir', 'scratch')}/train/{run.run_id}",
         log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
         labels=method["labels"],
+        seed=method.get("seed", training.get("seed", 42)),
         prompt_weight=method.get("prompt_weight"),
         neftune_alpha=method.get("neftune_alpha"),
         kl_lambda=method.get("kl_lambda"),
@@ -396,3 +412,39 @@ def table_inputs(wildcards):
 
 def loss_files(wildcards):
     return [eval_path(t.target_id, "output_loss") for t in TARGETS.values() if "output_loss" in t.benchmarks]
+
+
+# ---- the real-model study (rules/study.smk) --------------------------------------------------
+STUDY = CFG.get("study") or {}
+
+
+def study_config():
+    if not STUDY:
+        raise ValueError("the study rules need a `study:` config section: snakemake --profile profiles/study")
+    return STUDY
+
+
+def study_targets():
+    """Target id -> {dataset, arm, seed}: arm = the method's paper_name, seed = its seed."""
+    out = {}
+    for tid, target in TARGETS.items():
+        if target.run is None:
+            out[tid] = {"dataset": None, "arm": "base", "seed": None}
+        else:
+            method = CFG["methods"][target.run.method]
+            out[tid] = {"dataset": target.run.dataset, "arm": method.get("paper_name", target.run.method),
+                        "seed": method.get("seed", CFG["training"].get("seed", 42))}
+    return out
+
+
+def study_results(wildcards):
+    study_config()
+    return [f"{RESULTS}/eval/{tid}/{b}.json" for tid, t in TARGETS.items() for b in t.benchmarks]
+
+
+def study_datasets():
+    return sorted({t.run.dataset for t in TARGETS.values() if t.run is not None})
+
+
+def study_shares_datasets():
+    return study_config()["token_shares"]["datasets"]

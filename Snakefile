@@ -36,6 +36,7 @@ include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
 include: "rules/plan.smk"
+include: "rules/study.smk"
 
 
 rule all:

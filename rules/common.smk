@@ -34,6 +34,13 @@ def canonical_path(dataset):
     return f"{RESULTS}/data/canonical/{dataset}.jsonl"
 
 
+def tokenizer_path(tokenizer):
+    """A tokenizers entry's file/id, or the directory of the model it comes from (``from_model``)."""
+    if "from_model" in tokenizer:
+        return base_model_dir(tokenizer["from_model"])
+    return repo_path(tokenizer["path"])
+
+
 def stats_path(dataset):
     return f"{RESULTS}/data/stats/{dataset}.json"
 

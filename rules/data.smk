@@ -91,7 +91,7 @@ rule role_record:
     params:
         script=script_path("build_role_record.py"),
         backend=lambda w: get_tokenizer(w)["backend"],
-        path=lambda w: repo_path(get_tokenizer(w)["path"]),
+        path=lambda w: tokenizer_path(get_tokenizer(w)),
         revision=get_tokenizer_revision,
     threads: 2
     resources:

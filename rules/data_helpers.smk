@@ -44,8 +44,12 @@ def get_tokenizer(wildcards):
 
 
 def get_tokenizer_files(wildcards):
-    """Local tokenizer files are inputs, so replacing one rebuilds the records."""
-    path = Path(repo_path(get_tokenizer(wildcards)["path"]))
+    """Local tokenizer files are inputs, so replacing one rebuilds the records; a ``from_model``
+    tokenizer needs that model prepared first."""
+    tokenizer = get_tokenizer(wildcards)
+    if "from_model" in tokenizer:
+        return [base_model_config(tokenizer["from_model"])]
+    path = Path(tokenizer_path(tokenizer))
     return [str(path)] if path.is_file() else []
 
 

@@ -39,6 +39,9 @@ def get_prepare_model_flags(wildcards):
     if "init" in spec:
         return ["--init", json.dumps(spec["init"]), "--tokenizer-model",
                 repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])]
+    if "package" in spec:
+        return ["--package", json.dumps(spec["package"], sort_keys=True),
+                "--cache-dir", f"{RESULTS}/models/.package_cache"]
     return ["--hf-id", spec["hf_id"], "--revision", spec["revision"]]
 
 
@@ -84,6 +87,7 @@ def get_train_settings(wildcards):
         scratch_dir=f"{training['scratch_dir']}/train/{run.run_id}",
         log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
         labels=method["labels"],
+        seed=method.get("seed", training["seed"]),  # a method may pin its own seed (the study's replicates)
         prompt_weight=method.get("prompt_weight"),
         neftune_alpha=method.get("neftune_alpha"),
         kl_lambda=method.get("kl_lambda"),

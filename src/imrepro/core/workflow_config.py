@@ -107,6 +107,9 @@ def check_references(config: dict) -> None:
     for name, model in config["models"].items():
         if model["tokenizer"] not in config["tokenizers"]:
             raise ConfigError(f"models.{name}.tokenizer", f"unknown tokenizer '{model['tokenizer']}'")
+    for name, tokenizer in config["tokenizers"].items():
+        if tokenizer.get("from_model") is not None and tokenizer["from_model"] not in config["models"]:
+            raise ConfigError(f"tokenizers.{name}.from_model", f"unknown model '{tokenizer['from_model']}'")
     for name, method in config["methods"].items():
         if method["labels"] == "weighted" and "prompt_weight" not in method:
             raise ConfigError(f"methods.{name}", "labels 'weighted' needs prompt_weight")

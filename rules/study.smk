@@ -1,0 +1,89 @@
+# The real-model study's report (profiles/study, docs/STUDY.md): tables and figure from the
+# evaluation results, trained-token shares with the model's tokenizer, and the docs page.
+# Active only with a `study:` section in the config (profiles/study/study_config.yaml).
+
+
+include: "study_helpers.smk"
+
+
+localrules:
+    study_tables,
+    study_token_shares,
+    study_docs,
+    study,
+
+
+rule study_tables:
+    input:
+        results=study_results,
+        stats=lambda w: [stats_path(d) for d in study_datasets()],
+    output:
+        table=f"{RESULTS}/study/study_table.md",
+        csv=f"{RESULTS}/study/study_table.csv",
+        summary=f"{RESULTS}/study/study_summary.csv",
+        long=f"{RESULTS}/study/study_long.csv",
+        png=f"{RESULTS}/study/fig_study_loss.png",
+        pdf=f"{RESULTS}/study/fig_study_loss.pdf",
+    log:
+        f"{LOGS}/study/study_tables.log",
+    params:
+        script=script_path("study_report.py"),
+        targets=lambda w: json.dumps(study_targets(), sort_keys=True),
+        stats=lambda w: [f"--stats={d}={stats_path(d)}" for d in study_datasets()],
+        arm_order=lambda w: study_config()["arm_order"],
+        label=LABEL,
+        out_dir=lambda w, output: str(Path(output.table).parent),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python {params.script} tables --targets {params.targets:q} {params.stats:q} "
+        "--arm-order {params.arm_order:q} --label {params.label:q} --out-dir {params.out_dir:q} "
+        "{input.results:q} > {log} 2>&1"
+
+
+rule study_token_shares:
+    input:
+        data=lambda w: [canonical_path(d) for d in study_shares_datasets().values()],
+        tokenizer=lambda w: get_tokenizer_files(SimpleNamespace(tokenizer=study_config()["token_shares"]["tokenizer"])),
+    output:
+        f"{RESULTS}/study/token_shares.md",
+    log:
+        f"{LOGS}/study/token_shares.log",
+    params:
+        script=script_path("study_report.py"),
+        tokenizer=lambda w: tokenizer_path(CFG["tokenizers"][study_config()["token_shares"]["tokenizer"]]),
+        max_length=lambda w: study_config()["token_shares"]["max_length"],
+        datasets=lambda w: [f"--dataset={name}={canonical_path(d)}" for name, d in study_shares_datasets().items()],
+        policies=lambda w: [f"--policy={c}={p}" for c, p in study_config()["token_shares"]["policies"].items()],
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python {params.script} shares --tokenizer {params.tokenizer:q} --max-length {params.max_length} "
+        "{params.datasets:q} {params.policies:q} --output {output:q} > {log} 2>&1"
+
+
+rule study_docs:
+    input:
+        template=lambda w: repo_path(study_config()["template"]),
+        table=rules.study_tables.output.table,
+        shares=rules.study_token_shares.output[0],
+        png=rules.study_tables.output.png,
+    output:
+        docs=STUDY.get("docs", "docs/STUDY.md"),
+        figure=STUDY.get("figure", "docs/study/fig_study_loss.png"),
+    log:
+        f"{LOGS}/study/study_docs.log",
+    params:
+        script=script_path("study_report.py"),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "(cp {input.png:q} {output.figure:q} && python {params.script} docs --template {input.template:q} "
+        "--insert study_table={input.table:q} --insert token_shares={input.shares:q} "
+        "--output {output.docs:q}) > {log} 2>&1"
+
+
+rule study:  # the results too: a fresh clone has docs/STUDY.md (committed) but no results/study
+    input:
+        rules.study_tables.output,
+        rules.study_docs.output,

@@ -1,0 +1,257 @@
+"""Tables and the figure of the real-model study (profiles/study, docs/STUDY.md).
+
+The study trains seed replicates of each arm (a label policy; ``methods.<m>.paper_name`` names the
+arm, ``methods.<m>.seed`` the replicate) on small slices and evaluates output loss on the training
+set and a held-out set (paper Fig. 3), regeneration BLEU (Table 2) and a few lm-eval slices. Here
+the per-run results (``results/eval/<target>/<benchmark>.json``) become:
+
+* a long table, one row per (target, dataset, arm, seed, metric);
+* the study table: mean +- spread (sample standard deviation) over seeds per dataset and arm, the
+  base model beside them, and one plain sentence per dataset saying whether IM's held-out output
+  loss is below IT's beyond the spread (the two mean +- spread intervals do not overlap);
+* the figure: train vs held-out output loss per arm and dataset (one point per seed), and the
+  held-out loss difference IM - IT against the dataset's instruction/output length ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from imrepro.core.atomic import atomic_open, atomic_path
+
+BASE = "base"
+IT_ARM = "IT"
+IM_ARMS = ("IM", "IM (Eq. 4)")  # the authors' masking (published numbers) and Eq. 4
+LOSS_METRICS = ("train_output_loss", "heldout_output_loss")
+
+
+def _metrics(result: dict) -> dict[str, float]:
+    """The study's numbers in one evaluation result file (empty when it was not scored)."""
+    if result.get("status") != "scored":
+        return {}
+    if result["benchmark"] == "output_loss":
+        out = {}
+        for part, name in (("train", "train_output_loss"), ("heldout", "heldout_output_loss")):
+            if (result.get(part) or {}).get("mean") is not None:
+                out[name] = float(result[part]["mean"])
+        return out
+    if result["benchmark"] == "regen_bleu":
+        return {"regen_bleu": float(result["value"])}
+    if result.get("kind") == "lm_eval" and result.get("value") is not None:
+        return {result["benchmark"]: float(result["value"])}
+    return {}
+
+
+def long_table(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per (target, metric). ``targets``: target id -> {dataset, arm, seed} (the base
+    model: dataset None, arm ``base``); the target of a file is its directory name."""
+    rows = []
+    for path in map(Path, result_paths):
+        target = path.parent.name
+        if target not in targets:
+            raise ValueError(f"{path}: target {target!r} is not a study target")
+        info = targets[target]
+        for metric, value in _metrics(json.loads(path.read_text())).items():
+            rows.append({"target": target, "dataset": info.get("dataset"), "arm": info["arm"],
+                         "seed": info.get("seed"), "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=["target", "dataset", "arm", "seed", "metric", "value"])
+
+
+def summarise(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean, spread (sample std; 0 for one seed) and seed count per dataset, arm and metric.
+    Base-model rows (no dataset) are repeated for every dataset, as the common starting point."""
+    runs = long[long["arm"] != BASE]
+    base = long[long["arm"] == BASE]
+    frames = [runs]
+    for dataset in sorted(runs["dataset"].dropna().unique()):
+        frames.append(base.assign(dataset=dataset))
+    data = pd.concat(frames, ignore_index=True)
+    grouped = data.groupby(["dataset", "arm", "metric"])["value"]
+    out = grouped.agg(mean="mean", n="count").reset_index()
+    out["spread"] = grouped.std(ddof=1).fillna(0.0).to_numpy()
+    return out[["dataset", "arm", "metric", "n", "mean", "spread"]]
+
+
+def below_beyond_spread(summary: pd.DataFrame, dataset: str, arm: str,
+                        metric: str = "heldout_output_loss") -> tuple[str, dict] | None:
+    """``(verdict, numbers)`` comparing ``arm`` with IT on ``metric``: "below", "above" (beyond the
+    spread: the mean +- spread intervals do not overlap) or "not distinguishable"."""
+    rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)].set_index("arm")
+    if arm not in rows.index or IT_ARM not in rows.index:
+        return None
+    a, it = rows.loc[arm], rows.loc[IT_ARM]
+    if a["mean"] + a["spread"] < it["mean"] - it["spread"]:
+        verdict = "below"
+    elif a["mean"] - a["spread"] > it["mean"] + it["spread"]:
+        verdict = "above"
+    else:
+        verdict = "not distinguishable"
+    return verdict, {"arm_mean": a["mean"], "arm_spread": a["spread"], "arm_n": int(a["n"]),
+                     "it_mean": it["mean"], "it_spread": it["spread"], "it_n": int(it["n"])}
+
+
+def verdict_lines(summary: pd.DataFrame) -> list[str]:
+    """One sentence per dataset and IM arm about held-out output loss vs IT."""
+    lines = []
+    for dataset in sorted(summary["dataset"].unique()):
+        for arm in IM_ARMS:
+            found = below_beyond_spread(summary, dataset, arm)
+            if found is None:
+                continue
+            verdict, v = found
+            numbers = (f"{arm} {v['arm_mean']:.3f} +- {v['arm_spread']:.3f} (n={v['arm_n']}) vs "
+                       f"IT {v['it_mean']:.3f} +- {v['it_spread']:.3f} (n={v['it_n']})")
+            text = {"below": "is below IT's beyond the spread",
+                    "above": "is above IT's beyond the spread",
+                    "not distinguishable": "is not distinguishable from IT's within the spread"}[verdict]
+            lines.append(f"{dataset}: {arm}'s held-out output loss {text}: {numbers}.")
+    return lines
+
+
+def _cell(row) -> str:
+    if row is None:
+        return "—"
+    if row["n"] > 1:
+        return f"{row['mean']:.3f} ± {row['spread']:.3f}"
+    return f"{row['mean']:.3f}"
+
+
+def study_table(summary: pd.DataFrame, ratios: Mapping[str, float] | None = None,
+                arm_order: Iterable[str] = ()) -> pd.DataFrame:
+    """Wide table: one row per (dataset, arm), one column per metric (``mean ± spread``)."""
+    metrics = [m for m in (*LOSS_METRICS, "regen_bleu") if m in set(summary["metric"])]
+    metrics += sorted(set(summary["metric"]) - set(metrics))
+    order = list(dict.fromkeys([BASE, *arm_order, *sorted(summary["arm"].unique())]))
+    rows = []
+    for dataset in sorted(summary["dataset"].unique()):
+        part = summary[summary["dataset"] == dataset]
+        for arm in order:
+            cells = part[part["arm"] == arm].set_index("metric")
+            if cells.empty:
+                continue
+            row = {"dataset": dataset, "instruction/output": (ratios or {}).get(dataset, math.nan),
+                   "arm": arm, "seeds": int(cells["n"].max())}
+            for metric in metrics:
+                row[metric] = _cell(cells.loc[metric] if metric in cells.index else None)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def fmt(value):
+        if isinstance(value, float):
+            return "—" if math.isnan(value) else f"{value:.3g}"
+        return str(value)
+
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def shares_table(shares: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown: trained-token share per dataset and policy (``{dataset: {policy: share}}``)."""
+    policies = list(dict.fromkeys(p for row in shares.values() for p in row))
+    frame = pd.DataFrame([{"dataset": d, **{f"`{p}`": f"{v[p]:.3f}" for p in policies}}
+                          for d, v in shares.items()])
+    return _markdown(frame)
+
+
+def write_tables(summary: pd.DataFrame, long: pd.DataFrame, out_dir: str | os.PathLike,
+                 ratios: Mapping[str, float], arm_order: Iterable[str], label: str) -> None:
+    """``study_long.csv``, ``study_summary.csv``, ``study_table.{csv,md}`` into ``out_dir``."""
+    out = Path(out_dir)
+    table = study_table(summary, ratios, arm_order)
+    for name, frame in (("study_long.csv", long), ("study_summary.csv", summary), ("study_table.csv", table)):
+        with atomic_open(out / name) as handle:
+            frame.to_csv(handle, index=False)
+    text = [f"_{label}_" if label else "", "",
+            "Mean ± spread (sample standard deviation) over seeds; one value where one seed ran. "
+            "Output losses are per-example mean losses on output tokens (nats); regen_bleu is mean "
+            "sentence BLEU-4 (0-100) of greedy answers to the training instructions vs the "
+            "training outputs; lm-eval columns are accuracies on the shipped slices.", "",
+            _markdown(table), "", *[f"* {line}" for line in verdict_lines(summary)], ""]
+    with atomic_open(out / "study_table.md") as handle:
+        handle.write("\n".join(text))
+
+
+def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float],
+           arm_order: Iterable[str], label: str = "") -> Figure:
+    """Left: held-out vs train output loss per dataset (points = seeds, crosses = means).
+    Right: held-out loss of each IM arm minus IT's vs instruction/output ratio (error bar:
+    the two spreads added in quadrature)."""
+    datasets = sorted(d for d in long["dataset"].dropna().unique())
+    arms = [a for a in dict.fromkeys([*arm_order, *sorted(long["arm"].unique())]) if a != BASE]
+    colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
+    fig = Figure(figsize=(4.2 * len(datasets) + 4.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(datasets) + 1, squeeze=False)[0]
+    wide = long[long["metric"].isin(LOSS_METRICS)].pivot_table(
+        index=["target", "dataset", "arm", "seed"], columns="metric", values="value").reset_index()
+    base = long[(long["arm"] == BASE)].set_index("metric")["value"]
+    for ax, dataset in zip(axes, datasets, strict=False):
+        part = wide[wide["dataset"] == dataset]
+        for arm in arms:
+            rows = part[part["arm"] == arm]
+            if rows.empty or not set(LOSS_METRICS) <= set(rows.columns):
+                continue
+            ax.scatter(rows["train_output_loss"], rows["heldout_output_loss"], color=colours[arm],
+                       alpha=0.6, s=22, label=arm)
+            ax.scatter([rows["train_output_loss"].mean()], [rows["heldout_output_loss"].mean()],
+                       color=colours[arm], marker="x", s=70)
+        if "heldout_output_loss" in base.index:
+            ax.axhline(base["heldout_output_loss"], color="grey", ls=":", lw=1, label="base (held-out)")
+        ax.set_title(f"{dataset} (instr/output {ratios.get(dataset, math.nan):.2g})", fontsize=9)
+        ax.set_xlabel("train output loss")
+        ax.set_ylabel("held-out output loss")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    stats = summary[summary["metric"] == "heldout_output_loss"].set_index(["dataset", "arm"])
+    for arm in arms:
+        if arm == IT_ARM:
+            continue
+        xs, ys, errs = [], [], []
+        for dataset in datasets:
+            if (dataset, arm) in stats.index and (dataset, IT_ARM) in stats.index:
+                a, it = stats.loc[(dataset, arm)], stats.loc[(dataset, IT_ARM)]
+                xs.append(ratios.get(dataset, math.nan))
+                ys.append(a["mean"] - it["mean"])
+                errs.append(math.hypot(a["spread"], it["spread"]))
+        if xs:
+            ax.errorbar(xs, ys, yerr=errs, color=colours[arm], marker="o", capsize=3, label=f"{arm} − IT")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("instruction/output length ratio (words)")
+    ax.set_ylabel("held-out output loss difference vs IT")
+    ax.set_title("below 0: lower held-out loss than IT", fontsize=9)
+    ax.legend(fontsize=7)
+    if label:
+        fig.suptitle(label, fontsize=9)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=130)
+
+
+def instruction_output_ratio(stats: dict) -> float:
+    """Mean instruction words / mean output words of a Table 5 statistics row."""
+    return stats["avg_instruction"] / stats["avg_output"] if stats["avg_output"] else math.nan
+
+
+def trained_token_shares(records: Mapping[str, object], policies: Mapping[str, tuple[str, float | None]]
+                         ) -> dict[str, dict[str, float]]:
+    """``{dataset: {column: share}}`` of trained label positions; ``policies``: column ->
+    (label policy, prompt weight)."""
+    from imrepro.train.label_policies import trained_share
+
+    return {name: {column: trained_share(record, policy, weight)
+                   for column, (policy, weight) in policies.items()}
+            for name, record in records.items()}

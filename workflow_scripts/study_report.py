@@ -1,0 +1,111 @@
+"""The real-model study's tables, figure, token shares and docs page (imrepro.report.study).
+
+    python workflow_scripts/study_report.py tables --targets '{"<target>": {"dataset": ..., "arm": ..., "seed": 1}}' \
+        --stats study_lima=results/data/stats/study_lima.json --arm-order IT IM "IM (Eq. 4)" \
+        --label "STUDY: ..." --out-dir results/study results/eval/*/output_loss.json ...
+    python workflow_scripts/study_report.py shares --tokenizer results/models/gemma3_270m --max-length 2048 \
+        --dataset LIMA=results/data/canonical/lima.jsonl --policy it=it --policy "weighted 0.5=weighted:0.5" \
+        --output results/study/token_shares.md
+    python workflow_scripts/study_report.py docs --template docs/study/STUDY.template.md \
+        --insert study_table=results/study/study_table.md --output docs/STUDY.md
+"""
+
+import argparse
+import json
+import logging
+import re
+from pathlib import Path
+
+import _bootstrap
+from imrepro.core.atomic import atomic_open
+from imrepro.report import study
+
+log = logging.getLogger("study_report")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def tables(args) -> None:
+    targets = json.loads(args.targets)
+    ratios = {name: study.instruction_output_ratio(json.loads(Path(path).read_text()))
+              for name, path in args.stats}
+    long = study.long_table(args.results, targets)
+    if long.empty:
+        raise ValueError("no scored study result among the inputs")
+    summary = study.summarise(long)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    study.write_tables(summary, long, args.out_dir, ratios, args.arm_order, args.label)
+    fig = study.figure(summary, long, ratios, args.arm_order, args.label)
+    for suffix in ("png", "pdf"):
+        study.save_figure(fig, args.out_dir / f"fig_study_loss.{suffix}")
+    for line in study.verdict_lines(summary):
+        log.info("%s", line)
+
+
+def shares(args) -> None:
+    from imrepro.data.messages import load_messages_jsonl
+    from imrepro.data.role_record import build_role_record
+    from imrepro.data.token_backends import HFBackend
+
+    backend = HFBackend(str(args.tokenizer))
+    policies = {}
+    for column, spec in args.policy:
+        policy, _, weight = spec.partition(":")
+        policies[column] = (policy, float(weight) if weight else None)
+    records = {name: build_role_record(load_messages_jsonl(path), backend, args.max_length, progress=False)
+               for name, path in args.dataset}
+    table = study.shares_table(study.trained_token_shares(records, policies))
+    with atomic_open(args.output) as handle:
+        handle.write(f"Trained label positions / all label positions ({args.tokenizer.name} tokenizer, "
+                     f"max length {args.max_length}):\n\n{table}")
+    log.info("\n%s", table)
+
+
+def docs(args) -> None:
+    text = args.template.read_text()
+    for key, path in args.insert:
+        marker = "{{" + key + "}}"
+        if marker not in text:
+            raise ValueError(f"{args.template}: no {marker} placeholder")
+        text = text.replace(marker, Path(path).read_text().strip())
+    left = re.findall(r"\{\{[a-z_]+\}\}", text)
+    if left:
+        raise ValueError(f"{args.template}: placeholders without --insert: {', '.join(left)}")
+    with atomic_open(args.output) as handle:
+        handle.write(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("tables")
+    p.add_argument("--targets", required=True, help="JSON: target id -> {dataset, arm, seed}")
+    p.add_argument("--stats", type=_pair, action="append", default=[], help="DATASET=stats JSON")
+    p.add_argument("--arm-order", nargs="*", default=[])
+    p.add_argument("--label", default="")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("results", nargs="+", help="results/eval/<target>/<benchmark>.json files")
+    p.set_defaults(func=tables)
+    p = commands.add_parser("shares")
+    p.add_argument("--tokenizer", type=Path, required=True)
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--dataset", type=_pair, action="append", required=True, help="NAME=canonical JSONL")
+    p.add_argument("--policy", type=_pair, action="append", required=True, help="COLUMN=policy[:prompt weight]")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=shares)
+    p = commands.add_parser("docs")
+    p.add_argument("--template", type=Path, required=True)
+    p.add_argument("--insert", type=_pair, action="append", default=[], help="PLACEHOLDER=file")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=docs)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    _bootstrap.run_main(main)

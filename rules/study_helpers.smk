@@ -1,4 +1,6 @@
 # Helpers of the real-model study (rules/study.smk): which targets, datasets and shares it reads.
+from types import SimpleNamespace
+
 STUDY = CFG.get("study") or {}
 
 

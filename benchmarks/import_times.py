@@ -35,7 +35,7 @@ def import_profile(script: Path, src: Path) -> tuple[float, float, list[tuple[st
             continue
         self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
         total += int(self_us) / 1e6
-        if not name.startswith("  "):  # a top-level import of the script (or of _bootstrap)
+        if not name.startswith("  "):  # a top-level import of the script (or of imrepro.core.cli)
             package = name.strip().split(".")[0]
             top[package] = max(top.get(package, 0.0), int(cumulative_us) / 1e6)
     return wall, total, sorted(top.items(), key=lambda kv: -kv[1])[:3]

@@ -16,8 +16,8 @@ import logging
 import re
 from pathlib import Path
 
-import _bootstrap
 from imrepro.core.atomic import atomic_open
+from imrepro.core.cli import run_main
 from imrepro.report import study
 
 log = logging.getLogger("study_report")
@@ -108,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _bootstrap.run_main(main)
+    run_main(main)

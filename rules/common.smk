@@ -15,7 +15,7 @@ REPO = Path(workflow.basedir)
 RESULTS = CFG["results_dir"]
 LOGS = CFG["logs_dir"]
 MAX_LENGTH = CFG["training"]["max_length"]
-if CFG.get("offline"):  # every job inherits the hub's offline switches (also on SLURM: sbatch exports them)
+if CFG["offline"]:  # every job inherits the hub's offline switches (also on SLURM: sbatch exports them)
     go_offline()
 
 
@@ -69,6 +69,11 @@ def base_model_dir(model):
 
 def base_model_config(model):
     return f"{base_model_dir(model)}/config.json"
+
+
+def method_seed(method):
+    """The seed a method trains with: its own ``seed:`` (seed replicates of one arm) or training.seed."""
+    return CFG["methods"][method].get("seed", CFG["training"]["seed"])
 
 
 def train_dir(run):

@@ -19,7 +19,7 @@ def study_targets():
         else:
             method = CFG["methods"][target.run.method]
             out[tid] = {"dataset": target.run.dataset, "arm": method.get("paper_name", target.run.method),
-                        "seed": method.get("seed", CFG["training"]["seed"])}
+                        "seed": method_seed(target.run.method)}
     return out
 
 

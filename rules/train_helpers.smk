@@ -87,7 +87,7 @@ def get_train_settings(wildcards):
         scratch_dir=f"{training['scratch_dir']}/train/{run.run_id}",
         log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
         labels=method["labels"],
-        seed=method.get("seed", training["seed"]),  # a method may pin its own seed (the study's replicates)
+        seed=method_seed(run.method),
         prompt_weight=method.get("prompt_weight"),
         neftune_alpha=method.get("neftune_alpha"),
         kl_lambda=method.get("kl_lambda"),

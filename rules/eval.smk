@@ -1,6 +1,8 @@
 # Evaluation stage: every fine-tuned run and every base model (target "base__<model>") on the
 # paper's benchmarks, one result file per (target, benchmark): results/eval/<target>/<benchmark>.json.
-# All lm-eval tasks of a target run in one job (one model load) that writes every per-task file.
+# A model is loaded twice: all lm-eval tasks of a target run in one job that writes every per-task file, and
+# one model job writes everything else the model itself produces (output losses, regeneration BLEU, the
+# answers the judges score, HumanEval completions, which rule humaneval runs in the sandbox).
 # Model jobs share one resources block (EVAL_MODEL_RESOURCES) and declare a GPU; judge, summary
 # and table jobs are local (they call an endpoint or only read JSON).
 
@@ -53,9 +55,42 @@ for _name, _tasks, _targets in lm_eval_groups():  # one job per model, all of it
             "{params.flags:q} --output-dir {params.output_dir:q} > {log} 2>&1"
 
 
-rule humaneval:
+for _name, _jobs, _targets in model_output_groups():  # one job per model: everything the model itself writes
+
+    rule:
+        name:
+            _name
+        input:
+            unpack(get_model_output_inputs(_jobs)),
+        output:
+            **{name: path for job in _jobs for name, path in MODEL_OUTPUTS[job].items()},
+            stats=MODEL_OUTPUTS_STATS,
+        log:
+            f"{EVAL_LOGS}/model_outputs/{{target}}.log",
+        benchmark:
+            f"{EVAL_BENCHMARKS}/model_outputs/{{target}}.tsv"
+        params:
+            script=script_path("eval_model_outputs.py"),
+            model_dir=get_model_dir,
+            flags=get_generation_flags,
+            jobs=get_model_jobs_spec(_jobs),
+        threads: get_eval_threads
+        resources:
+            **EVAL_MODEL_RESOURCES,
+        wildcard_constraints:
+            target=_targets,
+        conda:
+            "../envs/eval.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} "
+            "--model-id {wildcards.target} {params.flags:q} --jobs {params.jobs:q} "
+            "--stats-output {output.stats:q} > {log} 2>&1"
+
+
+rule humaneval:  # the model job's completions, run in the sandbox (no model, no GPU)
     input:
-        model=get_model_input("humaneval"),
+        completions=MODEL_OUTPUTS["humaneval"]["humaneval"],
+        stats=MODEL_OUTPUTS_STATS,
     output:
         result=eval_path("{target}", "humaneval"),
         samples=f"{GENERATIONS}/humaneval_samples.jsonl",
@@ -65,69 +100,18 @@ rule humaneval:
         f"{EVAL_BENCHMARKS}/humaneval/{{target}}.tsv"
     params:
         script=script_path("eval_humaneval.py"),
-        model_dir=get_model_dir,
-        flags=get_humaneval_flags,
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
+        flags=get_humaneval_score_flags,
+    threads: EVAL["humaneval"]["workers"]
     conda:
         "../envs/eval.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} {params.flags:q} "
+        "python {params.script} --completions {input.completions:q} --stats {input.stats:q} {params.flags:q} "
         "--output {output.result:q} --samples-output {output.samples:q} > {log} 2>&1"
-
-
-rule generate_mt_bench_answers:
-    input:
-        model=get_model_input("mt_bench"),
-        questions=repo_path("resources/eval/mt_bench/question.jsonl"),
-    output:
-        f"{GENERATIONS}/mt_bench_answers.jsonl",
-    log:
-        f"{EVAL_LOGS}/generate/{{target}}/mt_bench.log",
-    benchmark:
-        f"{EVAL_BENCHMARKS}/generate_mt_bench_answers/{{target}}.tsv"
-    params:
-        script=script_path("eval_generate.py"),
-        model_dir=get_model_dir,
-        flags=get_generation_flags("mt_bench"),
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --benchmark mt_bench --model {params.model_dir:q} "
-        "--model-id {wildcards.target} --questions {input.questions:q} {params.flags:q} --output {output:q} > {log} 2>&1"
-
-
-rule generate_alpaca_eval_outputs:  # AlpacaEval 1.0 and 2.0 judge the same outputs
-    input:
-        model=get_model_input("alpaca_eval_1", "alpaca_eval_2"),
-        questions=repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json"),
-    output:
-        f"{GENERATIONS}/alpaca_eval_outputs.json",
-    log:
-        f"{EVAL_LOGS}/generate/{{target}}/alpaca_eval.log",
-    benchmark:
-        f"{EVAL_BENCHMARKS}/generate_alpaca_eval_outputs/{{target}}.tsv"
-    params:
-        script=script_path("eval_generate.py"),
-        model_dir=get_model_dir,
-        flags=get_generation_flags("alpaca_eval"),
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --benchmark alpaca_eval --model {params.model_dir:q} "
-        "--model-id {wildcards.target} --questions {input.questions:q} {params.flags:q} --output {output:q} > {log} 2>&1"
 
 
 rule judge_mt_bench:
     input:
-        answers=rules.generate_mt_bench_answers.output[0],
+        answers=MODEL_OUTPUTS["mt_bench"]["mt_bench"],
         questions=repo_path("resources/eval/mt_bench/question.jsonl"),
         reference=repo_path("resources/eval/mt_bench/reference_answer/gpt-4.jsonl"),
         judge_prompts=repo_path("resources/eval/mt_bench/judge_prompts.jsonl"),
@@ -153,7 +137,7 @@ rule judge_mt_bench:
 
 rule judge_alpaca_eval:
     input:
-        outputs=rules.generate_alpaca_eval_outputs.output[0],
+        outputs=MODEL_OUTPUTS["alpaca_eval"]["alpaca_eval"],
         reference=lambda w: alpaca_eval_reference(w.version),
         judge=get_judge_inputs,
     output:
@@ -173,57 +157,6 @@ rule judge_alpaca_eval:
         "python {params.script} --version {wildcards.version} --outputs {input.outputs:q} "
         "--reference {input.reference:q} {params.flags:q} --cache {params.cache:q} "
         "--output {output.result:q} --annotations-output {output.annotations:q} > {log} 2>&1"
-
-
-rule regen_bleu:
-    input:
-        model=get_model_input("regen_bleu"),
-        dataset=lambda w: canonical_path(get_target(w).run.dataset),
-    output:
-        result=eval_path("{target}", "regen_bleu"),
-        generations=f"{GENERATIONS}/regen_bleu.jsonl",
-    log:
-        f"{EVAL_LOGS}/regen_bleu/{{target}}.log",
-    benchmark:
-        f"{EVAL_BENCHMARKS}/regen_bleu/{{target}}.tsv"
-    params:
-        script=script_path("eval_regen_bleu.py"),
-        model_dir=get_model_dir,
-        flags=get_generation_flags("regen_bleu"),
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --dataset {input.dataset:q} "
-        "{params.flags:q} --output {output.result:q} --generations-output {output.generations:q} > {log} 2>&1"
-
-
-rule output_loss:
-    input:
-        unpack(get_output_loss_inputs),
-    output:
-        eval_path("{target}", "output_loss"),
-    log:
-        f"{EVAL_LOGS}/output_loss/{{target}}.log",
-    benchmark:
-        f"{EVAL_BENCHMARKS}/output_loss/{{target}}.tsv"
-    params:
-        script=script_path("eval_output_loss.py"),
-        model_dir=get_model_dir,
-        record_flags=lambda w, input: [x for name in ("train", "heldout") if name in input.keys()
-                                       for x in (f"--{name}", input[name])],
-        token_budget=EVAL["output_loss"]["token_budget"],
-        limit=lambda w: limit_flag("output_loss"),
-    threads: get_eval_threads
-    resources:
-        **EVAL_MODEL_RESOURCES,
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --run {wildcards.target} "
-        "{params.record_flags:q} --token-budget {params.token_budget} {params.limit:q} --output {output:q} > {log} 2>&1"
 
 
 rule eval_summary:

@@ -80,20 +80,95 @@ def lm_eval_tasks_of(target):
     return [name for name in target.benchmarks if name in cat.LM_EVAL_TASKS and not lm_eval_unavailable(name)]
 
 
-def lm_eval_groups():
-    """One (name, task keys, target regex) per distinct task list of the targets, for the lm_eval rules
-    (usually one, "lm_eval"; a run group that narrows its NLP tasks adds "lm_eval_2", ...), so that one job
-    per model writes every per-task file of that model as its declared outputs."""
+def rule_groups(name, keys_of):
+    """One (name, keys, target regex) for each distinct key list ``keys_of(target)`` of the targets, usually
+    one rule, ``name``; a run group that narrows its benchmarks adds ``name_2``, ... So one job per model
+    declares every output of that model as its own (lm-eval tasks; the model job's benchmarks)."""
     groups = {}
     for target in TARGETS.values():
-        tasks = tuple(lm_eval_tasks_of(target))
-        if tasks:
-            groups.setdefault(tasks, []).append(target.target_id)
+        keys = tuple(keys_of(target))
+        if keys:
+            groups.setdefault(keys, []).append(target.target_id)
     # one rule needs no constraint, so a request for an unconfigured (model, task) gets require_benchmark's message
     any_target = r"[A-Za-z0-9_.-]+"
-    return [("lm_eval" if k == 0 else f"lm_eval_{k + 1}", tasks,
+    return [(name if k == 0 else f"{name}_{k + 1}", keys,
              "|".join(map(re.escape, ids)) if len(groups) > 1 else any_target)
-            for k, (tasks, ids) in enumerate(groups.items())]
+            for k, (keys, ids) in enumerate(groups.items())]
+
+
+def lm_eval_groups():
+    return rule_groups("lm_eval", lm_eval_tasks_of)
+
+
+# ---- the model job: what the evaluated model writes itself, one job (one model load) per model ------------
+# per job kind (imrepro.eval.model_outputs.JOB_TYPES, in its run order): output name -> path
+MODEL_OUTPUTS = {
+    "output_loss": {"output_loss": eval_path("{target}", "output_loss")},
+    "regen_bleu": {"regen_bleu": eval_path("{target}", "regen_bleu"),
+                   "regen_bleu_generations": f"{GENERATIONS}/regen_bleu.jsonl"},
+    "alpaca_eval": {"alpaca_eval": f"{GENERATIONS}/alpaca_eval_outputs.json"},  # judged by AlpacaEval 1.0 and 2.0
+    "mt_bench": {"mt_bench": f"{GENERATIONS}/mt_bench_answers.jsonl"},
+    "humaneval": {"humaneval": f"{GENERATIONS}/humaneval_completions.jsonl"},  # run in the sandbox by rule humaneval
+}
+MODEL_OUTPUTS_STATS = f"{GENERATIONS}/model_outputs.json"
+MODEL_JOB_OF = {"alpaca_eval_1": "alpaca_eval", "alpaca_eval_2": "alpaca_eval"}  # benchmark -> job kind, if not itself
+
+
+def model_jobs_of(target):
+    wanted = {MODEL_JOB_OF.get(name, name) for name in target.benchmarks}
+    return [job for job in MODEL_OUTPUTS if job in wanted]
+
+
+def model_output_groups():
+    return rule_groups("model_outputs", model_jobs_of)
+
+
+def get_model_output_inputs(jobs):
+    """Input function: the model and what each of its jobs reads."""
+    benchmarks = [name for name in cat.ALL_BENCHMARKS if MODEL_JOB_OF.get(name, name) in jobs]
+
+    def inputs(wildcards):
+        target = get_target(wildcards)
+        found = {"model": get_model_input(*benchmarks)(wildcards)}
+        if "output_loss" in jobs:
+            found.update(output_loss_records(target))
+        if "regen_bleu" in jobs:
+            if target.run is None:
+                raise ValueError(f"regen_bleu needs a training set: '{target.target_id}' is a base model")
+            found["regen_dataset"] = canonical_path(target.run.dataset)
+        if "alpaca_eval" in jobs:
+            found["alpaca_eval_questions"] = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
+        if "mt_bench" in jobs:
+            found["mt_bench_questions"] = repo_path("resources/eval/mt_bench/question.jsonl")
+        return found
+    return inputs
+
+
+def get_model_jobs_spec(jobs):
+    """Params function: the --jobs JSON of eval_model_outputs.py, settings from config, paths from the rule."""
+    def generation(section):
+        return {"max_new_tokens": EVAL[section]["max_new_tokens"], "limit": EVAL[section]["limit"]}
+
+    def spec(wildcards, input, output):
+        out = {}
+        if "output_loss" in jobs:
+            out["output_loss"] = {"output": output.output_loss, "run": wildcards.target,
+                                  "token_budget": EVAL["output_loss"]["token_budget"],
+                                  "limit": EVAL["output_loss"]["limit"],
+                                  **{split: input[split] for split in ("train", "heldout") if split in input.keys()}}
+        if "regen_bleu" in jobs:
+            out["regen_bleu"] = {"dataset": input.regen_dataset, "output": output.regen_bleu,
+                                 "generations_output": output.regen_bleu_generations, **generation("regen_bleu")}
+        for job in ("alpaca_eval", "mt_bench"):
+            if job in jobs:
+                out[job] = {"questions": input[f"{job}_questions"], "output": output[job], **generation(job)}
+        if "humaneval" in jobs:
+            settings = EVAL["humaneval"]
+            out["humaneval"] = {"output": output.humaneval, "limit": settings["limit"],
+                                **{k: settings[k] for k in ("n_samples", "temperatures", "top_p", "max_new_tokens")
+                                   if k in settings}}  # absent: the authors' values (HumanEvalJob)
+        return json.dumps(out)
+    return spec
 
 
 def get_lm_eval_flags(wildcards):
@@ -115,26 +190,17 @@ def get_tokenizer_flags(wildcards):
     return ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
 
 
-def get_generation_flags(section):
-    """Input function: backend, batch size, max new tokens, limit and tokenizer of one generating benchmark."""
-    def flags(wildcards):
-        generation = EVAL["generation"]
-        out = ["--backend", generation["backend"], "--batch-size", str(generation["batch_size"])]
-        max_new = EVAL[section].get("max_new_tokens")  # humaneval: the script's default unless set
-        out += ["--max-new-tokens", str(max_new)] if max_new else []
-        return out + limit_flag(section) + get_tokenizer_flags(wildcards)
-    return flags
+def get_generation_flags(wildcards):
+    """Backend, batch size and prompt tokenizer of a model job."""
+    generation = EVAL["generation"]
+    return ["--backend", generation["backend"], "--batch-size", str(generation["batch_size"]),
+            *get_tokenizer_flags(wildcards)]
 
 
-def get_humaneval_flags(wildcards):
+def get_humaneval_score_flags(wildcards):
     spec = EVAL["humaneval"]
-    flags = get_generation_flags("humaneval")(wildcards)
-    for key, flag in (("n_samples", "--n-samples"), ("top_p", "--top-p"), ("timeout_seconds", "--timeout")):
-        if key in spec:
-            flags += [flag, str(spec[key])]
-    if "temperatures" in spec:
-        flags += ["--temperatures", *map(str, spec["temperatures"])]
-    return flags
+    flags = ["--workers", str(spec["workers"])]
+    return flags + (["--timeout", str(spec["timeout_seconds"])] if "timeout_seconds" in spec else [])
 
 
 def get_judge_inputs(wildcards):
@@ -166,15 +232,15 @@ def alpaca_eval_reference(version):
     return repo_path(f"resources/eval/alpaca_eval/{cat.ALPACA_EVAL_REFERENCE[f'alpaca_eval_{version}']}_outputs.json")
 
 
-def get_output_loss_inputs(wildcards):
-    target = require_benchmark(wildcards, "output_loss")
+def output_loss_records(target):
+    """The role records an output-loss job scores: the training set (runs) and the held-out set (if configured)."""
     tokenizer = model_tokenizer(target.model)
-    inputs = {"model": get_model_input("output_loss")(wildcards)}
+    records = {}
     if target.run:
-        inputs["train"] = record_path(tokenizer, target.run.dataset)
+        records["train"] = record_path(tokenizer, target.run.dataset)
     if CFG.get("heldout_dataset"):  # optional: no held-out loss without it
-        inputs["heldout"] = record_path(tokenizer, CFG["heldout_dataset"])
-    return inputs
+        records["heldout"] = record_path(tokenizer, CFG["heldout_dataset"])
+    return records
 
 
 def get_summary_inputs(wildcards):

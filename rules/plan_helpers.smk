@@ -21,9 +21,15 @@ def get_plan_jobs():
 
 
 def get_plan_eval_jobs():
-    """{benchmark: number of (model, benchmark) evaluation jobs}."""
-    counts = {}
-    for target in TARGETS.values():
-        for benchmark in target.benchmarks:
-            counts[benchmark] = counts.get(benchmark, 0) + 1
-    return counts
+    """{evaluation rule: jobs it plans}: the two model-loading jobs per model, then the jobs that only read
+    their outputs (sandbox, judges)."""
+    targets = list(TARGETS.values())
+    counts = {
+        "lm_eval (GPU: all lm-eval tasks of a model)": sum(bool(lm_eval_tasks_of(t)) for t in targets),
+        "model_outputs (GPU: losses, BLEU, answers, completions of a model)": sum(bool(model_jobs_of(t))
+                                                                                 for t in targets),
+        "humaneval (CPU sandbox)": sum("humaneval" in t.benchmarks for t in targets),
+        "judge_mt_bench": sum("mt_bench" in t.benchmarks for t in targets),
+        "judge_alpaca_eval": sum(f"alpaca_eval_{v}" in t.benchmarks for t in targets for v in (1, 2)),
+    }
+    return {rule: n for rule, n in counts.items() if n}

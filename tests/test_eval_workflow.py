@@ -65,11 +65,18 @@ def test_paper_grid_evaluate_dry_run(tmp_path, paper_config):
     assert planned["lm_eval"] == sum(bool(set(t.benchmarks) & set(LM_EVAL_TASKS)) for t in targets.values())
     assert planned["lm_eval"] < len(targets)  # the Fig. 2 runs have no NLP task
     assert not {name for name in planned if name.startswith("lm_eval_")}  # one task list: one rule
+    # one model job per model for everything else the model writes (groups by benchmark list: model_outputs_<k>)
+    model_jobs = sum(n for name, n in planned.items() if name.startswith("model_outputs"))
+    assert model_jobs == sum(bool(set(t.benchmarks) & MODEL_JOB_BENCHMARKS) for t in targets.values())
+    assert planned["humaneval"] == sum("humaneval" in t.benchmarks for t in targets.values())
     assert planned["eval_summary"] == len(targets)
     assert planned["judge_alpaca_eval"] == sum("alpaca_eval_1" in t.benchmarks for t in targets.values()) + sum(
         "alpaca_eval_2" in t.benchmarks for t in targets.values())
     assert planned["eval_long_table"] == planned["runs_table"] == 1
     assert "gpu=1" in result.stdout
+
+
+MODEL_JOB_BENCHMARKS = {"output_loss", "regen_bleu", "alpaca_eval_1", "alpaca_eval_2", "mt_bench", "humaneval"}
 
 
 def test_one_benchmark_of_one_model_alone(tmp_path):
@@ -81,6 +88,11 @@ def test_one_benchmark_of_one_model_alone(tmp_path):
     planned = counts(result.stdout)
     assert planned["lm_eval"] == planned["train_model"] == 1
     assert not {"humaneval", "eval_summary", "judge_mt_bench"} & set(planned)
+    scored = counts(snakemake("--directory", str(tmp_path), "--nolock", "-n",
+                              f"results/eval/{run}/humaneval.json").stdout)  # that model's model job, then the sandbox
+    assert (scored["humaneval"], scored["train_model"]) == (1, 1)
+    assert sum(n for name, n in scored.items() if name.startswith("model_outputs")) == 1
+    assert "lm_eval" not in scored
 
 
 @pytest.mark.parametrize("path, message", [
@@ -96,13 +108,20 @@ def test_unconfigured_requests_fail_clearly(tmp_path, path, message):
 
 # ---- output loss ---------------------------------------------------------------------------------
 
+def output_loss_job(inputs, out, **fields) -> list[str]:
+    """eval_model_outputs.py arguments for an output-loss-only model job."""
+    job = {"output": str(out), "run": "tiny", "train": str(inputs["record"]), "heldout": str(inputs["record"]),
+           **fields}
+    return [sys.executable, "workflow_scripts/eval_model_outputs.py", "--model", str(inputs["model"]),
+            "--model-id", "tiny", "--jobs", json.dumps({"output_loss": job}),
+            "--stats-output", str(out.with_suffix(".stats.json"))]
+
+
 def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
     inputs = tiny_inputs(tmp_path_factory)
     out = tmp_path / "output_loss.json"
-    subprocess.run([sys.executable, "workflow_scripts/eval_output_loss.py", "--model", str(inputs["model"]),
-                    "--run", "tiny", "--train", str(inputs["record"]), "--heldout", str(inputs["record"]),
-                    "--limit", "5", "--token-budget", "300", "--output", str(out)],
-                   cwd=REPO, env=train_env(), check=True, capture_output=True)
+    subprocess.run(output_loss_job(inputs, out, limit=5, token_budget=300), cwd=REPO, env=train_env(), check=True,
+                   capture_output=True)
     result = json.loads(out.read_text())
     assert result["benchmark"] == "output_loss" and len(result["train"]["losses"]) == 5
     from transformers import AutoModelForCausalLM
@@ -124,9 +143,8 @@ def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
 
 def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
     inputs = tiny_inputs(tmp_path_factory)
-    proc = subprocess.run([sys.executable, "workflow_scripts/eval_output_loss.py", "--model", str(tmp_path / "none"),
-                           "--run", "x", "--heldout", str(inputs["record"]), "--output", str(tmp_path / "o.json")],
-                          cwd=REPO, env=train_env(), capture_output=True, text=True)
+    proc = subprocess.run(output_loss_job({**inputs, "model": tmp_path / "none"}, tmp_path / "o.json"), cwd=REPO,
+                          env=train_env(), capture_output=True, text=True)
     assert proc.returncode == 1 and "not a model directory" in proc.stderr
     assert not (tmp_path / "o.json").exists()
 
@@ -164,6 +182,7 @@ def test_summary_lists_not_shipped_and_judged(tmp_path):
     assert summary["categories"]["understanding_knowledge"]["tasks_missing"] == ["openbookqa", "hellaswag", "lambada"]
     assert summary["unparseable_verdicts"] == {"mt_bench": 2} and summary["judge_label"] == "demo-judge"
     assert summary["provenance"]["packages"]["torch"] == torch.__version__
+    assert "gpus" not in summary["provenance"]  # no model runs in a summary job: torch is not imported
     rows = eval_summary.long_rows([summary])
     assert ("r1", "MT-Bench", "score", 3.5, "") in rows
     assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "") in rows

@@ -16,10 +16,12 @@ import pytest
 from conftest import LLAMA2_TOKENIZER, REPO, RESOURCES, SHIPPED
 from imrepro.data.chat_format import generation_prompt, render_text
 from imrepro.data.messages import load_messages_jsonl
+from imrepro.data.role_record import build_role_record, save_role_record
 from imrepro.data.token_backends import SentencePieceBackend
 from imrepro.eval import answers, generation
 from imrepro.eval.generation import Sampling, chat_prompt, cut_at_stop, load_generator
 from imrepro.eval.judge import mt_bench
+from imrepro.eval.model_outputs import JOB_TYPES, parse_jobs, run_jobs
 from imrepro.eval.regen_bleu import bleu_scores, regeneration_pair
 
 SCRIPTS = REPO / "workflow_scripts"
@@ -222,12 +224,79 @@ def test_vllm_path_builds_the_right_request(monkeypatch, tiny_model, generator):
 # The benchmark scripts
 # ---------------------------------------------------------------------------------------------
 
+def _record(sp_backend, path, n=4):
+    save_role_record(build_role_record(load_messages_jsonl(SHIPPED["lima"])[:n], sp_backend, max_length=128,
+                                       progress=False), path)
+    return path
+
+
+def _every_job(tmp_path, record):
+    """A --jobs spec with every benchmark of the model job, small."""
+    return {
+        "output_loss": {"output": str(tmp_path / "output_loss.json"), "run": "tiny-run", "train": str(record),
+                        "heldout": str(record), "token_budget": 512, "limit": 3},
+        "regen_bleu": {"dataset": str(SHIPPED["lima"]), "output": str(tmp_path / "bleu.json"),
+                       "generations_output": str(tmp_path / "bleu.jsonl"), "max_new_tokens": 8, "limit": 3},
+        "alpaca_eval": {"questions": str(DAVINCI), "output": str(tmp_path / "alpaca.json"), "max_new_tokens": 8,
+                        "limit": 2},
+        "mt_bench": {"questions": str(MT_QUESTIONS), "output": str(tmp_path / "mt.jsonl"), "max_new_tokens": 8,
+                     "limit": 2},
+        "humaneval": {"output": str(tmp_path / "humaneval_completions.jsonl"), "n_samples": 2, "max_new_tokens": 24,
+                      "limit": 2},
+    }
+
+
 @pytest.mark.slow
-def test_humaneval_script_end_to_end(tiny_model, tmp_path, monkeypatch):
+def test_model_job_writes_every_benchmark_from_one_model_load(tiny_model, sp_backend, tmp_path, monkeypatch):
+    jobs = _every_job(tmp_path, _record(sp_backend, tmp_path / "lima.parquet"))
+    loads = []
+    real_load = generation.load_causal_lm
+    monkeypatch.setattr(generation, "load_causal_lm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    stats_path = tmp_path / "model_outputs.json"
+    run_script("eval_model_outputs.py", "--model", tiny_model, "--model-id", "tiny-run", "--tokenizer-model",
+               LLAMA2_TOKENIZER, "--batch-size", 2, "--jobs", json.dumps(jobs), "--stats-output", stats_path,
+               monkeypatch=monkeypatch)
+    assert len(loads) == 1  # one model for the losses and every generation
+    stats = json.loads(stats_path.read_text())
+    assert list(stats["benchmarks"]) == list(JOB_TYPES)  # run order: losses, greedy, sampled
+    assert all(s["seconds"] > 0 for s in stats["benchmarks"].values()) and "gpus" in stats["provenance"]
+    assert stats["benchmarks"]["mt_bench"]["n_answers"] == 4 and stats["benchmarks"]["alpaca_eval"]["backend"] == "hf"
+
+    loss = json.loads((tmp_path / "output_loss.json").read_text())
+    assert (loss["benchmark"], loss["run"], len(loss["train"]["losses"])) == ("output_loss", "tiny-run", 3)
+    assert loss["value"] == loss["heldout"]["mean"] == loss["train"]["mean"] > 0
+
+    loaded = mt_bench.load_answers(tmp_path / "mt.jsonl")
+    assert list(loaded) == [81, 82] and all(len(turns) == 2 for turns in loaded.values())
+    record = json.loads((tmp_path / "mt.jsonl").read_text().splitlines()[0])
+    assert set(record) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+    assert record["model_id"] == "tiny-run" and record["choices"][0]["index"] == 0
+
+    from alpaca_eval import utils as alpaca_utils
+
+    frame = alpaca_utils.load_or_convert_to_dataframe(str(tmp_path / "alpaca.json"))
+    reference = json.loads(DAVINCI.read_text())[:2]
+    assert list(frame["instruction"]) == [r["instruction"] for r in reference]
+    assert list(frame["dataset"]) == [r["dataset"] for r in reference]
+    assert alpaca_utils.get_generator_name(None, frame) == "tiny-run"
+    assert frame["output"].map(lambda x: isinstance(x, str)).all()
+
+    bleu = json.loads((tmp_path / "bleu.json").read_text())
+    assert (bleu["benchmark"], bleu["kind"], bleu["status"], bleu["n"]) == ("regen_bleu", "generation", "scored", 3)
+    rows = [json.loads(line) for line in (tmp_path / "bleu.jsonl").read_text().splitlines()]
+    references = [regeneration_pair(e)[1] for e in load_messages_jsonl(SHIPPED["lima"])[:3]]
+    assert [r["reference"] for r in rows] == references
+    rescored = bleu_scores([r["generation"] for r in rows], references)
+    assert bleu["value"] == pytest.approx(rescored["mean_sentence_bleu"]) == bleu["mean_sentence_bleu"]
+    assert bleu["corpus_bleu"] == pytest.approx(rescored["corpus_bleu"])
+    assert 0.0 <= bleu["value"] < 100.0  # a random model does not regenerate LIMA
+
+    # HumanEval: the completions, then the sandboxed scoring job
+    completions = [json.loads(line) for line in (tmp_path / "humaneval_completions.jsonl").read_text().splitlines()]
+    assert len(completions) == 2 * 2 * 2 and {c["temperature"] for c in completions} == {0.1, 0.7}
     out, samples = tmp_path / "humaneval.json", tmp_path / "samples.jsonl"
-    run_script("eval_humaneval.py", "--model", tiny_model, "--tokenizer-model", LLAMA2_TOKENIZER, "--limit", 2,
-               "--n-samples", 2, "--max-new-tokens", 24, "--batch-size", 2, "--output", out,
-               "--samples-output", samples, monkeypatch=monkeypatch)
+    run_script("eval_humaneval.py", "--completions", tmp_path / "humaneval_completions.jsonl", "--stats", stats_path,
+               "--output", out, "--samples-output", samples, monkeypatch=monkeypatch)
     result = json.loads(out.read_text())
     assert (result["benchmark"], result["kind"], result["status"], result["backend"]) == \
         ("humaneval", "generation", "scored", "hf")
@@ -236,11 +305,73 @@ def test_humaneval_script_end_to_end(tiny_model, tmp_path, monkeypatch):
     assert result["value"] == max(v["pass@1"] for v in result["by_temperature"].values())
     assert (result["n_samples"], result["n_problems"], result["limit"]) == (2, 2, 2)
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
-    assert len(rows) == 2 * 2 * 2
     assert {tuple(sorted(r)) for r in rows} == {("completion", "passed", "result", "task_id", "temperature")}
-    assert {r["task_id"] for r in rows} == {"HumanEval/0", "HumanEval/1"}
+    assert [(r["task_id"], r["completion"]) for r in rows] == [(c["task_id"], c["completion"]) for c in completions]
     assert sum(r["passed"] for r in rows if r["temperature"] == 0.1) / 4 == result["by_temperature"]["0.1"]["pass@1"]
     assert result["n_empty"] == sum(not r["completion"].strip() for r in rows)
+
+
+def test_model_job_scores_losses_before_vllm_starts(monkeypatch, tiny_model, sp_backend, tmp_path):
+    """With vLLM the losses come from a transformers model that is gone before vLLM takes the GPU."""
+    fake, events = FakeVLLM(), []
+    real_init = fake.LLM.__init__
+    monkeypatch.setattr(fake.LLM, "__init__", lambda self, **k: events.append("vllm") or real_init(self, **k))
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(generation, "vllm_importable", lambda: True)
+    monkeypatch.setattr(generation, "cuda_available", lambda: True)
+    from imrepro.train import scoring
+
+    real_scoring = scoring.load_scoring_model
+    monkeypatch.setattr(scoring, "load_scoring_model", lambda *a: events.append("score") or real_scoring(*a))
+    every = _every_job(tmp_path, _record(sp_backend, tmp_path / "r.parquet"))
+    jobs = parse_jobs({name: every[name] for name in ("output_loss", "alpaca_eval")})
+    stats = run_jobs(tiny_model, jobs, model_id="m", tokenizer_model=LLAMA2_TOKENIZER, progress=False)
+    assert events == ["score", "vllm"]
+    assert stats["benchmarks"]["alpaca_eval"]["backend"] == "vllm"
+    assert json.loads((tmp_path / "alpaca.json").read_text())[0]["output"] == "p0s0\ndef tail"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({}, "--jobs: expected a non-empty JSON object"),
+    ({"mmlu": {}}, "--jobs: unknown benchmark(s) mmlu"),
+    ({"humaneval": {"output": "h.jsonl", "samples": 3}}, "--jobs.humaneval: unknown field(s) samples"),
+    ({"mt_bench": {"output": "a.jsonl", "max_new_tokens": 8}}, "--jobs.mt_bench: missing field(s) questions"),
+    ({"humaneval": {"output": "h.jsonl", "n_samples": 0}}, "--jobs.humaneval.n_samples: expected an integer >= 1"),
+    ({"humaneval": {"output": "h.jsonl", "temperatures": []}}, "--jobs.humaneval.temperatures: expected a non-empty"),
+    ({"output_loss": {"output": None, "run": "r"}}, "--jobs.output_loss.output: may not be null"),
+])
+def test_model_job_spec_errors_name_the_field(spec, message):
+    with pytest.raises(ValueError) as err:
+        parse_jobs(spec)
+    assert message in str(err.value)
+
+
+def test_model_job_reports_a_missing_model_or_input(tmp_path, monkeypatch, caplog, tiny_model):
+    jobs = {"alpaca_eval": {"questions": str(DAVINCI), "output": str(tmp_path / "x.json"), "max_new_tokens": 4}}
+    for model, spec, message in (
+        (tmp_path / "missing", jobs, "not a model directory (no config.json)"),
+        (tiny_model, {"alpaca_eval": {**jobs["alpaca_eval"], "questions": str(tmp_path / "q.json")}},
+         "q.json: input of AlpacaEvalJob not found"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run_script("eval_model_outputs.py", "--model", model, "--model-id", "m", "--jobs", json.dumps(spec),
+                       "--stats-output", tmp_path / "s.json", monkeypatch=monkeypatch)
+        assert exit_info.value.code == 1 and message in caplog.text
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_humaneval_scoring_rejects_bad_completions(tmp_path, monkeypatch, caplog):
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"model": "m", "benchmarks": {}}))
+    completions = tmp_path / "c.jsonl"
+    completions.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n")
+    for expected in ("stats.json: no humaneval entry", "c.jsonl:1: expected {task_id, temperature, completion}"):
+        with pytest.raises(SystemExit):
+            run_script("eval_humaneval.py", "--completions", completions, "--stats", stats, "--output",
+                       tmp_path / "o.json", "--samples-output", tmp_path / "s.jsonl", monkeypatch=monkeypatch)
+        assert expected in caplog.text
+        stats.write_text(json.dumps({"model": "m", "benchmarks": {"humaneval": {}}}))
+    assert not (tmp_path / "o.json").exists()
 
 
 class RecordingGenerator:
@@ -277,32 +408,6 @@ def test_mt_bench_turn_two_prompt_and_temperatures():
         answers.mt_bench_answers(greedy, [], source="q.jsonl", **common)
 
 
-def test_eval_generate_end_to_end(tiny_model, tmp_path, monkeypatch):
-    common = ["--model", tiny_model, "--model-id", "tiny-run", "--tokenizer-model", LLAMA2_TOKENIZER,
-              "--max-new-tokens", 8, "--limit", 2]
-    answers, stats = tmp_path / "mt.jsonl", tmp_path / "mt_stats.json"
-    run_script("eval_generate.py", "--benchmark", "mt_bench", "--questions", MT_QUESTIONS, *common,
-               "--output", answers, "--stats-output", stats, monkeypatch=monkeypatch)
-    loaded = mt_bench.load_answers(answers)
-    assert list(loaded) == [81, 82] and all(len(turns) == 2 for turns in loaded.values())
-    record = json.loads(answers.read_text().splitlines()[0])
-    assert set(record) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
-    assert record["model_id"] == "tiny-run" and record["choices"][0]["index"] == 0
-    assert json.loads(stats.read_text())["n_answers"] == 4
-
-    outputs = tmp_path / "alpaca.json"
-    run_script("eval_generate.py", "--benchmark", "alpaca_eval", "--questions", DAVINCI, *common,
-               "--output", outputs, monkeypatch=monkeypatch)
-    from alpaca_eval import utils as alpaca_utils
-
-    frame = alpaca_utils.load_or_convert_to_dataframe(str(outputs))
-    reference = json.loads(DAVINCI.read_text())[:2]
-    assert list(frame["instruction"]) == [r["instruction"] for r in reference]
-    assert list(frame["dataset"]) == [r["dataset"] for r in reference]
-    assert alpaca_utils.get_generator_name(None, frame) == "tiny-run"
-    assert frame["output"].map(lambda x: isinstance(x, str)).all()
-
-
 def test_bleu_of_references_against_themselves_is_100():
     references = [regeneration_pair(e)[1] for e in load_messages_jsonl(SHIPPED["alpagasus_alpaca_5k"])[:50]]
     scores = bleu_scores(references, references)
@@ -319,29 +424,3 @@ def test_regeneration_pair_takes_the_first_turn():
     assert prompt == multi["messages"][:1] and reference == multi["messages"][1]["content"]
     with pytest.raises(ValueError, match="no user turn followed by an assistant turn"):
         regeneration_pair({"id": "x", "messages": [{"role": "assistant", "content": "a"}]})
-
-
-def test_regen_bleu_end_to_end(tiny_model, tmp_path, monkeypatch):
-    out, generations = tmp_path / "bleu.json", tmp_path / "gen.jsonl"
-    run_script("eval_regen_bleu.py", "--model", tiny_model, "--tokenizer-model", LLAMA2_TOKENIZER,
-               "--dataset", SHIPPED["lima"], "--limit", 3, "--max-new-tokens", 8, "--output", out,
-               "--generations-output", generations, monkeypatch=monkeypatch)
-    result = json.loads(out.read_text())
-    assert (result["benchmark"], result["kind"], result["status"], result["n"]) == \
-        ("regen_bleu", "generation", "scored", 3)
-    rows = [json.loads(line) for line in generations.read_text().splitlines()]
-    references = [regeneration_pair(e)[1] for e in load_messages_jsonl(SHIPPED["lima"])[:3]]
-    assert [r["reference"] for r in rows] == references
-    rescored = bleu_scores([r["generation"] for r in rows], references)
-    assert result["value"] == pytest.approx(rescored["mean_sentence_bleu"]) == result["mean_sentence_bleu"]
-    assert result["corpus_bleu"] == pytest.approx(rescored["corpus_bleu"])
-    assert 0.0 <= result["value"] < 100.0  # a random model does not regenerate LIMA
-
-
-def test_scripts_report_a_missing_model(tmp_path, monkeypatch, caplog):
-    with pytest.raises(SystemExit) as exit_info:
-        run_script("eval_regen_bleu.py", "--model", tmp_path / "missing", "--dataset", SHIPPED["lima"],
-                   "--max-new-tokens", 4, "--output", tmp_path / "x.json", monkeypatch=monkeypatch)
-    assert exit_info.value.code == 1
-    assert "not a model directory (no config.json)" in caplog.text
-    assert not (tmp_path / "x.json").exists()

@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, snakemake
+from imrepro.core import workflow_config as wc
 from imrepro.data.role_record import load_role_record
+from imrepro.eval.catalogue import LM_EVAL_TASKS
 from imrepro.train.cost_plan import TrainJob, job_tokens, optimizer_step_count, paper_table5, record_counts
 from imrepro.train.schedule import optimizer_steps
 
@@ -82,3 +85,9 @@ def test_paper_config_plan_prints_the_grids_gpu_hours(tmp_path):
     assert totals["gpu_hours"] > 0 and f"**{totals['gpu_hours']:,.1f} GPU-hours**" in result.stdout
     assert {row["tokens_source"] for row in plan["train"]} <= {"estimate: paper Table 5",
                                                               "estimate: parent's Table 5 mean"}
+    # evaluation: two model-loading jobs per model at most (its lm-eval tasks; everything else it writes)
+    targets = wc.eval_targets(wc.prepare(yaml.safe_load((REPO / "config.yaml").read_text())))
+    evaluation = {rule.split()[0]: n for rule, n in plan["evaluation_jobs"].items()}
+    assert evaluation["lm_eval"] == sum(bool(set(t.benchmarks) & set(LM_EVAL_TASKS)) for t in targets.values())
+    assert evaluation["model_outputs"] == sum(bool(set(t.benchmarks) - set(LM_EVAL_TASKS)) for t in targets.values())
+    assert totals["evaluation_jobs"] == sum(evaluation.values())

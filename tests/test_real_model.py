@@ -129,9 +129,10 @@ def test_one_optimizer_step_and_one_evaluation(model_dir, backend, tmp_path):
     _run("train.py", "--settings", json.dumps(settings))
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["optimizer_steps"] == 1 and math.isfinite(summary["final_loss"])
-    _run("eval_output_loss.py", "--model", tmp_path / "run", "--run", "real_model_test",
-         "--train", tmp_path / "record.parquet", "--heldout", tmp_path / "record.parquet",
-         "--token-budget", 256, "--output", tmp_path / "output_loss.json")
+    job = {"output": str(tmp_path / "output_loss.json"), "run": "real_model_test", "token_budget": 256,
+           "train": str(tmp_path / "record.parquet"), "heldout": str(tmp_path / "record.parquet")}
+    _run("eval_model_outputs.py", "--model", tmp_path / "run", "--model-id", "real_model_test",
+         "--jobs", json.dumps({"output_loss": job}), "--stats-output", tmp_path / "stats.json")
     result = json.loads((tmp_path / "output_loss.json").read_text())
     assert result["status"] == "scored" and result["train"]["n"] == len(examples)
     assert 0.0 < result["train"]["mean"] < 10.0  # far below chance (log 262144 = 12.5)

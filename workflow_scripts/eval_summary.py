@@ -40,7 +40,7 @@ def main() -> None:
         results = [eval_summary.load_result(path) for path in args.inputs]
         data = eval_summary.summarize_target(args.target, results, allow_partial=args.allow_partial,
                                              judge_label=args.judge_label, not_shipped=args.not_shipped)
-        data["provenance"] = provenance.collect()
+        data["provenance"] = provenance.collect(devices=False)  # no model runs here (each model job records its own)
         aggregate.write_summary(args.output, data)
     elif args.command == "long":
         summaries = [json.loads(path.read_text()) for path in args.inputs]

@@ -39,15 +39,19 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
     return versions
 
 
-def collect() -> dict:
-    import torch
-
-    return {
+def collect(devices: bool = True) -> dict:
+    """Code revision, Python, platform, package versions and time; with ``devices`` the CUDA version and GPUs
+    too (this imports torch: jobs that run no model leave it out)."""
+    record = {
         "git": git_revision(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if devices:
+        import torch
+
+        record["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
+        record["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    record["time_utc"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return record

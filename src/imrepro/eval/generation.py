@@ -227,7 +227,7 @@ class HFGenerator(Generator):
         self.torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = resolve_dtype(self.precision, self.device)
-        self.model, _ = load_causal_lm(model_dir, dtype=dtype, device=self.device)
+        self.model, self.attn_implementation = load_causal_lm(model_dir, dtype=dtype, device=self.device)
         self.model.eval()
         eos = self.model.generation_config.eos_token_id
         if eos is None:

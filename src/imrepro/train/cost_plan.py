@@ -130,7 +130,7 @@ def render(result: dict) -> str:
                      f"{r['optimizer_steps']:,} | {r['gpus']} | {_num(r['tokens_per_s_per_gpu'])} | "
                      f"{_num(r['gpu_hours'], '{:,.2f}')} | {_num(r['wall_hours'], '{:,.2f}')} | "
                      f"{r['tokens_source']} |")
-    lines += ["", "| evaluation benchmark | jobs |", "|---|---:|"]
+    lines += ["", "| evaluation rule | jobs |", "|---|---:|"]
     lines += [f"| {name} | {count} |" for name, count in result["evaluation_jobs"].items()]
     lines += ["", f"**Totals**: {t['train_jobs']} training jobs, {t['examples']:,} examples, "
                   f"{t['trained_tokens']:,.0f} trained tokens, {t['optimizer_steps']:,} optimizer steps, "

@@ -102,6 +102,9 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
         script=script_path("eval_humaneval.py"),
         flags=get_humaneval_score_flags,
     threads: EVAL["humaneval"]["workers"]
+    resources:
+        mem_mb=lambda w: 1024 * EVAL["humaneval"]["workers"] + 2048,  # each sandboxed program: RLIMIT_AS 1 GiB
+        runtime=240,  # minutes; the paper's 2 x 164 x 20 programs all at the 10 s timeout on 8 workers: 137
     conda:
         "../envs/eval.yaml"
     shell:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
+from imrepro.core.jsonl import iter_jsonl, write_jsonl
 from imrepro.eval import humaneval
 
 log = logging.getLogger("eval_humaneval")
@@ -25,17 +26,10 @@ log = logging.getLogger("eval_humaneval")
 
 def read_completions(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not JSON ({err})") from None
-            if not isinstance(row, dict) or not {"task_id", "temperature", "completion"} <= set(row):
-                raise ValueError(f"{path}:{number}: expected {{task_id, temperature, completion}}")
-            rows.append(row)
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not {"task_id", "temperature", "completion"} <= set(row):
+            raise ValueError(f"{path}:{number}: expected {{task_id, temperature, completion}}")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no completions")
     return rows
@@ -76,9 +70,7 @@ def main() -> None:
                                                                                        strict=True)]
     best = humaneval.best_of_temperatures(scores)
 
-    with atomic_open(args.samples_output) as out:
-        for row in sample_rows:
-            out.write(json.dumps(row) + "\n")
+    write_jsonl(args.samples_output, sample_rows)
     result = {
         "benchmark": "humaneval", "kind": "generation", "status": "scored",
         "value": best["pass@1"], "metric": "pass@1 (best of temperatures, fraction)",

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from imrepro.core import provenance
 from imrepro.core.atomic import atomic_open
+from imrepro.core.jsonl import read_jsonl, write_jsonl
 from imrepro.core.models import check_model_dir
 from imrepro.eval.generation import (
     DEFAULT_BATCH_SIZE,
@@ -210,12 +211,6 @@ def _write_json(path: Path, value, indent: int = 2) -> None:
         json.dump(value, out, indent=indent)
 
 
-def _write_jsonl(path: Path, rows) -> None:
-    with atomic_open(path) as out:
-        for row in rows:
-            out.write(json.dumps(row) + "\n")
-
-
 def run_output_loss(job: OutputLossJob, model_dir: Path, model, attn: str, device) -> dict:
     from imrepro.data.role_record import load_role_record
     from imrepro.eval.output_loss import describe, per_example_output_loss
@@ -251,7 +246,7 @@ def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
     generations = [samples[0] for samples in texts]
     references = [reference for _, reference in pairs]
     scores = bleu_scores(generations, references)
-    _write_jsonl(job.generations_output, (
+    write_jsonl(job.generations_output, (
         {"id": example.get("id"), "reference": reference, "generation": generation, "sentence_bleu": bleu}
         for example, reference, generation, bleu in zip(examples, references, generations, scores["sentence_bleu"],
                                                         strict=True)))
@@ -283,12 +278,11 @@ def run_alpaca_eval(job: AlpacaEvalJob, generator, *, model_id: str, seed: int) 
 
 def run_mt_bench(job: MtBenchJob, generator, *, model_id: str, seed: int) -> dict:
     from imrepro.eval.answers import mt_bench_answers
-    from imrepro.eval.judge import mt_bench
 
-    questions = mt_bench.load_questions(job.questions)[:job.limit]
+    questions = read_jsonl(job.questions)[:job.limit]  # FastChat question.jsonl
     records, stats = mt_bench_answers(generator, questions, model_id=model_id, max_new_tokens=job.max_new_tokens,
                                       seed=seed, temperature_policy=job.temperature_policy, source=str(job.questions))
-    _write_jsonl(job.output, records)
+    write_jsonl(job.output, records)
     return stats
 
 
@@ -306,7 +300,7 @@ def run_humaneval(job: HumanEvalJob, generator, *, seed: int, **_) -> dict:
         n_empty += count_empty(completions)
         rows += [{"task_id": t, "temperature": temperature, "completion": c}
                  for t, texts in zip(task_ids, completions, strict=True) for c in texts]
-    _write_jsonl(job.output, rows)
+    write_jsonl(job.output, rows)
     return {"n_problems": len(task_ids), "n_samples": job.n_samples, "temperatures": list(job.temperatures),
             "top_p": job.top_p, "stop": list(humaneval.STOP_SEQUENCES), "n_empty": n_empty}
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import logging
 import re
 from collections import defaultdict
@@ -27,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import mean
 
+from imrepro.core.jsonl import read_jsonl
 from imrepro.eval.judge.client import JudgeResponseError, run_concurrently
 
 log = logging.getLogger(__name__)
@@ -39,24 +39,19 @@ JUDGE_TEMPERATURE = 0.0
 JUDGE_MAX_TOKENS = 2048
 
 
-def _read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def load_questions(path: str | Path) -> list[dict]:
     """``question.jsonl``: ``{question_id, category, turns: [q1, q2], reference?}``."""
-    return _read_jsonl(path)
+    return read_jsonl(path)
 
 
 def load_judge_prompts(path: str | Path) -> dict[str, dict]:
     """``judge_prompts.jsonl`` keyed by prompt name (``single-v1``, ``single-math-v1-multi-turn``, ...)."""
-    return {record["name"]: record for record in _read_jsonl(path)}
+    return {record["name"]: record for record in read_jsonl(path)}
 
 
 def load_answers(path: str | Path) -> dict[int, list[str]]:
     """A FastChat answer file (``{question_id, choices: [{turns}]}`` per line) as question_id -> turns."""
-    return {record["question_id"]: record["choices"][0]["turns"] for record in _read_jsonl(path)}
+    return {record["question_id"]: record["choices"][0]["turns"] for record in read_jsonl(path)}
 
 
 def load_reference_answers(path: str | Path) -> dict[int, list[str]]:

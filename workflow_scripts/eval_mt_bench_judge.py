@@ -20,6 +20,7 @@ from pathlib import Path
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
+from imrepro.core.jsonl import iter_jsonl
 from imrepro.eval.judge import mt_bench
 from imrepro.eval.judge.client import JudgeError, JudgeResponseError
 from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
@@ -32,17 +33,13 @@ def read_answers(path: Path) -> tuple[dict[int, list[str]], str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such answer file")
     answers, model_ids = {}, set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                answers[int(record["question_id"])] = list(record["choices"][0]["turns"])
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{number}: not a FastChat answer record "
-                                 f"({{question_id, choices: [{{turns}}]}}): {err}") from None
-            model_ids.add(str(record.get("model_id", "")))
+    for number, record in iter_jsonl(path):  # a line that is not JSON: "<path>:<line>: not JSON"
+        try:
+            answers[int(record["question_id"])] = list(record["choices"][0]["turns"])
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{number}: not a FastChat answer record "
+                             f"({{question_id, choices: [{{turns}}]}}): {err}") from None
+        model_ids.add(str(record.get("model_id", "")))
     return answers, ",".join(sorted(model_ids))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imrepro import catalogue as cat
 from imrepro.core import workflow_config as wc
+from imrepro.core.cpu_malloc import reuse_freed_memory
 from imrepro.core.offline import go_offline
 
 CFG = wc.prepare(config)
@@ -17,6 +18,8 @@ LOGS = CFG["logs_dir"]
 MAX_LENGTH = CFG["training"]["max_length"]
 if CFG["offline"]:  # every job inherits the hub's offline switches (also on SLURM: sbatch exports them)
     go_offline()
+if CFG["cpu_malloc_reuse"]:  # CPU profiles: jobs reuse freed memory (imrepro.core.cpu_malloc)
+    reuse_freed_memory()
 
 
 def script_path(name):

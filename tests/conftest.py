@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from imrepro.core.cpu_malloc import reuse_freed_memory
 from imrepro.core.offline import go_offline
 
 go_offline()  # tests never reach the hub: every process they start inherits the switches (imrepro.core.offline)
+reuse_freed_memory()  # as the CPU profiles: the processes they start reuse freed memory (imrepro.core.cpu_malloc)
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 SHIPPED = {

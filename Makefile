@@ -32,7 +32,7 @@ study: study-install  ## the real-model study (Gemma-3-270M, CPU); ends with doc
 	# docs/STUDY.md is committed, so a fresh clone would count it as up to date: always rewrite it from results/
 	snakemake --profile profiles/study study --forcerun study_docs
 
-# One pytest worker per core (at most 4, to bound memory: workers start torch processes); a test file stays on one worker,
+# One pytest worker per core (at most 4, to bound memory); a test file stays on one worker,
 # so its module fixtures (the end-to-end pipeline run) are built once. PYTEST_WORKERS=0 runs them in one process.
 PYTEST_WORKERS ?= auto
 test: lint  ## lint, then run the test suite on every core (the 15 slowest tests listed)

@@ -4,9 +4,9 @@
     python docs/import_graph.py --modules --src /tmp/old/src --dot old.dot   # one node per module
     python docs/import_graph.py --check    # exit 1 if a stage imports a later stage
 
-Nodes are subpackages (``core``, ``data``, ``train``, ``eval``, ``eval.judge``, ``report``), the
-top-level modules (``catalogue``) and the Snakefile's config checker (``core.workflow_config``, which reads
-every stage's names and which no stage imports); an edge ``a -> b`` means a module of ``a`` imports one of ``b`` at
+Nodes are subpackages (``core``, ``data``, ``train``, ``eval``, ``eval.judge``, ``report``) and the
+top-level modules (``catalogue``, ``workflow_config``: the Snakefile's config checker, which reads every
+stage's names); every module is a node of some stage, with no exception list; an edge ``a -> b`` means a module of ``a`` imports one of ``b`` at
 module level or inside a function (both count: a lazy import is still a dependency).
 """
 
@@ -20,10 +20,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # the DAG's order; a stage may import only stages before it (core: shared by all, imports none)
-STAGES = ("core", "data", "train", "eval", "eval.judge", "catalogue", "report")
-# the config checker of the Snakefile reads every stage's vocabulary (converter signatures, benchmark names);
-# nothing in the library imports it
-CONFIG_CHECKER = "imrepro.core.workflow_config"
+# (workflow_config, the Snakefile's config checker, reads every stage's vocabulary: converter signatures,
+# benchmark names; so it stands beside catalogue, after the stages)
+STAGES = ("core", "data", "train", "eval", "eval.judge", "catalogue", "workflow_config", "report")
 
 
 def module_name(path: Path, src: Path) -> str:
@@ -55,10 +54,8 @@ def _exists(src: Path, module: str) -> bool:
 
 
 def group(module: str) -> str:
-    """The stage of a module: ``imrepro.eval.judge.client`` -> ``eval.judge``; top-level modules and the
-    config checker stand alone."""
-    if module == CONFIG_CHECKER:
-        return "core.workflow_config"
+    """The stage of a module: ``imrepro.eval.judge.client`` -> ``eval.judge``; a top-level module is its own
+    stage."""
     parts = module.split(".")[1:]
     if parts[:2] == ["eval", "judge"]:
         return "eval.judge"
@@ -80,9 +77,10 @@ def to_dot(nodes, pairs) -> str:
 
 
 def backward(pairs) -> list[tuple[str, str]]:
-    """Edges from a stage to a later one, or to a node outside :data:`STAGES` (the config checker)."""
+    """Edges from a stage to a later one, or from or to a node outside :data:`STAGES` (a new top-level
+    module must be placed in the order before the check passes)."""
     rank = {stage: i for i, stage in enumerate(STAGES)}
-    return sorted((a, b) for a, b in pairs if a in rank and (b not in rank or rank[b] > rank[a]))
+    return sorted((a, b) for a, b in pairs if a not in rank or b not in rank or rank[b] > rank[a])
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from imrepro import catalogue as cat
-from imrepro.core import workflow_config as wc
+from imrepro import workflow_config as wc
 from imrepro.core.cpu_malloc import reuse_freed_memory
 from imrepro.core.offline import go_offline
 

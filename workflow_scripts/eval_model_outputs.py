@@ -4,9 +4,10 @@ AlpacaEval outputs, MT-Bench answers and HumanEval completions (see imrepro.eval
     python workflow_scripts/eval_model_outputs.py --model results/train/<run> --model-id <run> \
         --tokenizer-model resources/tokenizers/llama2/tokenizer.model --jobs '{
           "alpaca_eval": {"questions": "resources/eval/alpaca_eval/text_davinci_003_outputs.json",
-                          "output": "results/eval/<run>/generations/alpaca_eval_outputs.json", "max_new_tokens": 2048},
-          "humaneval": {"output": "results/eval/<run>/generations/humaneval_completions.jsonl"}}' \
-        --stats-output results/eval/<run>/generations/model_outputs.json
+                          "output": "results/eval/<run>/model_outputs/alpaca_eval_outputs.json",
+                          "max_new_tokens": 2048},
+          "humaneval": {"output": "results/eval/<run>/model_outputs/humaneval_completions.jsonl"}}' \
+        --stats-output results/eval/<run>/model_outputs/model_outputs.json
 
 ``--jobs`` is a JSON object, benchmark -> settings; the fields of each benchmark are those of its job class
 (OutputLossJob, RegenBleuJob, AlpacaEvalJob, MtBenchJob, HumanEvalJob). The workflow builds it from config.

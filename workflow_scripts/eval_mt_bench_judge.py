@@ -1,6 +1,6 @@
 """MT-Bench: single-answer grading of both turns by an LLM judge (FastChat's llm_judge protocol).
 
-    python workflow_scripts/eval_mt_bench_judge.py --answers results/eval/RUN/generations/mt_bench_answers.jsonl \
+    python workflow_scripts/eval_mt_bench_judge.py --answers results/eval/RUN/model_outputs/mt_bench_answers.jsonl \
         --questions resources/eval/mt_bench/question.jsonl \
         --reference resources/eval/mt_bench/reference_answer/gpt-4.jsonl \
         --judge-prompts resources/eval/mt_bench/judge_prompts.jsonl \

@@ -177,6 +177,27 @@ def test_empty_dataset_file_is_rejected_naming_the_file(tmp_path):
     assert not out.exists()
 
 
+def test_bytes_that_are_not_utf8_are_named_like_any_bad_input(tmp_path):
+    """Two bytes \\xff\\xfe (a UTF-16 mark) give file:line: what, not a bare UnicodeDecodeError."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    src = tmp_path / "utf16.jsonl"
+    src.write_bytes(b"\xff\xfe")
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "workflow_scripts/convert_dataset.py", "--converter", "messages",
+                           "--output", str(out), str(src)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{src}:1: field '<encoding>': not UTF-8 (byte 0xff at column 1)" in proc.stderr
+    records = tmp_path / "records.json"
+    records.write_bytes(b'[\n{"instruction": "caf\xe9"}]')
+    with pytest.raises(ValueError, match=r"records.json:2: not UTF-8 \(byte 0xe9 at column 21\)"):
+        run_converter("instruction_json", [records], out, {"dataset": "d", "id_prefix": "d_"})
+    assert not out.exists()
+
+
 def test_ratio_subset_takes_the_examples_nearest_the_target():
     examples = synthetic({"mix": 200})
     subset = ratio_subset(examples, target_ratio=2.0, count=30, seed=1)

@@ -57,3 +57,12 @@ def test_validate_accepts_system_and_multi_turn():
         {"role": "system", "content": "be brief"}, {"role": "user", "content": "a"},
         {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"},
         {"role": "assistant", "content": "d"}]})
+
+
+def test_bytes_that_are_not_utf8_name_file_line_and_column(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"messages": "\xff\xfe"}\n')
+    with pytest.raises(DataFormatError) as err:
+        list(read_messages_jsonl(path))
+    assert str(err.value) == (f"{path}:2: field '<encoding>': not UTF-8 (byte 0xff at column 15); "
+                              "save the file as UTF-8")

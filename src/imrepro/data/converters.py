@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from imrepro.core.jsonl import read_jsonl, read_utf8
 from imrepro.data.messages import (
     DataFormatError,
     Example,
@@ -43,7 +44,7 @@ def _single(inputs: list[Path], name: str) -> Path:
 
 def _load_json_list(path: Path, fields: tuple[str, ...]) -> list[dict]:
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise DataFormatError(path, err.lineno, "<json>", f"invalid JSON: {err.msg}") from None
     if not isinstance(records, list):
@@ -82,7 +83,7 @@ def convert_instruction_json(
     """
     path = _single(inputs, "instruction_json")
     if path.suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        records = read_jsonl(path)
     else:
         records = _load_json_list(path, ("instruction", input_field, output_field))
     rng = random.Random(seed)

@@ -1,24 +1,24 @@
 # Helpers that two or more stages share: the checked config, repository paths, and the path of every
 # output that one stage writes and another reads (the rule's pattern and the concrete paths come from
 # the same function, called with "{wildcard}" for the pattern). A single stage's helpers live beside its
-# rules, in rules/<stage>_helpers.smk (evaluation: rules/eval_inputs.smk). Only functions and constants here.
+# rules, in rules/<stage>_helpers.smk (evaluation: rules/eval_helpers.smk). Only functions and constants here.
 import hashlib
 import json
 from pathlib import Path
 
-from imrepro import catalogue as cat
-from imrepro import workflow_config as wc
+from imrepro import catalogue
+from imrepro import workflow_config
 from imrepro.core.cpu_malloc import reuse_freed_memory
 from imrepro.core.offline import go_offline
 
-CFG = wc.prepare(config)
+CHECKED_CONFIG = workflow_config.prepare(config)
 REPO = Path(workflow.basedir)
-RESULTS = CFG["results_dir"]
-LOGS = CFG["logs_dir"]
-MAX_LENGTH = CFG["training"]["max_length"]
-if CFG["offline"]:  # every job inherits the hub's offline switches (also on SLURM: sbatch exports them)
+RESULTS = CHECKED_CONFIG["results_dir"]
+LOGS = CHECKED_CONFIG["logs_dir"]
+MAX_LENGTH = CHECKED_CONFIG["training"]["max_length"]
+if CHECKED_CONFIG["offline"]:  # every job inherits the hub's offline switches (also on SLURM: sbatch exports them)
     go_offline()
-if CFG["cpu_malloc_reuse"]:  # CPU profiles: jobs reuse freed memory (imrepro.core.cpu_malloc)
+if CHECKED_CONFIG["cpu_malloc_reuse"]:  # CPU profiles: jobs reuse freed memory (imrepro.core.cpu_malloc)
     reuse_freed_memory()
 
 
@@ -52,12 +52,15 @@ def record_path(tokenizer, dataset, max_length=MAX_LENGTH):
     return f"{RESULTS}/data/records/{tokenizer}_ml{max_length}/{dataset}.parquet"
 
 
+PAPER_CSV = repo_path("resources/paper/paper_results.csv")  # the paper's numbers (report, plan)
+
+
 def table_path(stem, ext):
     return f"{RESULTS}/tables/{stem}.{ext}"
 
 
 def model_tokenizer(model):
-    return CFG["models"][model]["tokenizer"]
+    return CHECKED_CONFIG["models"][model]["tokenizer"]
 
 
 def prepared_model_dir(model):
@@ -66,7 +69,7 @@ def prepared_model_dir(model):
 
 
 def base_model_dir(model):
-    spec = CFG["models"][model]
+    spec = CHECKED_CONFIG["models"][model]
     return repo_path(spec["path"]) if "path" in spec else prepared_model_dir(model)
 
 
@@ -76,18 +79,18 @@ def base_model_config(model):
 
 def method_seed(method):
     """The seed a method trains with: its own ``seed:`` (seed replicates of one arm) or training.seed."""
-    return CFG["methods"][method].get("seed", CFG["training"]["seed"])
+    return CHECKED_CONFIG["methods"][method].get("seed", CHECKED_CONFIG["training"]["seed"])
 
 
 def train_dir(run):
-    """The fine-tuned model of ``run`` (a wc.Run, or a run id such as "{run}")."""
+    """The fine-tuned model of ``run`` (a workflow_config.Run, or a run id such as "{run}")."""
     return f"{RESULTS}/train/{getattr(run, 'run_id', run)}"
 
 
 # ---- evaluation -------------------------------------------------------------------------------
 
-EVAL = CFG["evaluation"]
-TARGETS = wc.eval_targets(CFG)
+EVAL = CHECKED_CONFIG["evaluation"]
+TARGETS = workflow_config.eval_targets(CHECKED_CONFIG)
 JUDGE = EVAL["judge"]
 
 

@@ -17,7 +17,7 @@ rule download_source:
         f"{LOGS}/data/download_source/{{source}}/{{filename}}.log",
     params:
         script=script_path("download_source.py"),
-        url=lambda w: CFG["sources"][w.source]["url"],
+        url=lambda w: CHECKED_CONFIG["sources"][w.source]["url"],
         flags=get_download_params,
     retries: 1
     conda:
@@ -36,7 +36,7 @@ rule convert_dataset:
         f"{LOGS}/data/convert_dataset/{{dataset}}.log",
     params:
         script=script_path("convert_dataset.py"),
-        converter=lambda w: CFG["datasets"][w.dataset]["converter"],
+        converter=lambda w: CHECKED_CONFIG["datasets"][w.dataset]["converter"],
         args=get_converter_args,
     resources:
         mem_mb=8000,
@@ -65,7 +65,7 @@ rule dataset_stats:
 
 rule table5:
     input:
-        [stats_path(dataset) for dataset in wc.needed_datasets(CFG)],
+        [stats_path(dataset) for dataset in workflow_config.needed_datasets(CHECKED_CONFIG)],
     output:
         csv=table_path("table5_dataset_stats", "csv"),
         md=table_path("table5_dataset_stats", "md"),
@@ -107,6 +107,6 @@ rule role_record:
 
 rule data:
     input:
-        [canonical_path(dataset) for dataset in wc.needed_datasets(CFG)],
+        [canonical_path(dataset) for dataset in workflow_config.needed_datasets(CHECKED_CONFIG)],
         rules.table5.output,
-        [record_path(tokenizer, dataset) for tokenizer, dataset in wc.record_targets(CFG)],
+        [record_path(tokenizer, dataset) for tokenizer, dataset in workflow_config.record_targets(CHECKED_CONFIG)],

@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 
 
 def source_filename(source):
-    return PurePosixPath(urlparse(CFG["sources"][source]["url"]).path).name
+    return PurePosixPath(urlparse(CHECKED_CONFIG["sources"][source]["url"]).path).name
 
 
 def raw_path(source, filename=None):
@@ -14,33 +14,33 @@ def raw_path(source, filename=None):
 
 
 def get_download_params(wildcards):
-    spec = CFG["sources"][wildcards.source]
-    use_shipped = "shipped" in spec and (CFG["prefer_shipped_sources"] or CFG["offline"])
+    spec = CHECKED_CONFIG["sources"][wildcards.source]
+    use_shipped = "shipped" in spec and (CHECKED_CONFIG["prefer_shipped_sources"] or CHECKED_CONFIG["offline"])
     flags = []
     for key, flag in (("sha256", "--sha256"), ("git_sha1", "--git-sha1")):
         if key in spec:
             flags += [flag, spec[key]]
     if use_shipped:
         flags += ["--shipped", str(REPO / spec["shipped"])]
-    download = CFG["download"]
+    download = CHECKED_CONFIG["download"]
     flags += ["--retries", str(download["retries"]), "--backoff", str(download["backoff_seconds"]),
               "--timeout", str(download["timeout_seconds"])]
     return flags
 
 
 def get_dataset_inputs(wildcards):
-    entry = CFG["datasets"][wildcards.dataset]
+    entry = CHECKED_CONFIG["datasets"][wildcards.dataset]
     if "from" in entry:
         return [canonical_path(entry["from"])]
     return [raw_path(source) for source in entry["sources"]]
 
 
 def get_converter_args(wildcards):
-    return json.dumps(CFG["datasets"][wildcards.dataset]["args"], sort_keys=True)
+    return json.dumps(CHECKED_CONFIG["datasets"][wildcards.dataset]["args"], sort_keys=True)
 
 
 def get_tokenizer(wildcards):
-    return CFG["tokenizers"][wildcards.tokenizer]
+    return CHECKED_CONFIG["tokenizers"][wildcards.tokenizer]
 
 
 def get_tokenizer_files(wildcards):

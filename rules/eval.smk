@@ -10,7 +10,7 @@
 # and table jobs are local (they call an endpoint or only read JSON).
 
 
-include: "eval_inputs.smk"
+include: "eval_helpers.smk"
 
 
 localrules:
@@ -30,7 +30,7 @@ wildcard_constraints:
 # ---- rules ---------------------------------------------------------------------------------------------
 rule lm_eval:  # one job per model: all of its lm-eval tasks, one model load
     input:
-        model=get_model_input(list(cat.LM_EVAL_TASKS)),
+        model=get_model_input(list(catalogue.LM_EVAL_TASKS)),
     output:
         directory(LM_EVAL_DIR),
     log:
@@ -196,7 +196,7 @@ rule eval_long_table:
     input:
         [eval_path(tid, "summary") for tid in TARGETS],
     output:
-        f"{RESULTS}/tables/eval_long.csv",
+        table_path("eval_long", "csv"),
     log:
         f"{EVAL_LOGS}/eval_long.log",
     params:
@@ -209,9 +209,9 @@ rule eval_long_table:
 
 rule runs_table:
     input:
-        [f"{RESULTS}/data/stats/{dataset}.json" for dataset in sorted({t.run.dataset for t in TARGETS.values() if t.run})],
+        [stats_path(dataset) for dataset in sorted({t.run.dataset for t in TARGETS.values() if t.run})],
     output:
-        f"{RESULTS}/tables/runs.csv",
+        table_path("runs", "csv"),
     log:
         f"{EVAL_LOGS}/runs_table.log",
     params:

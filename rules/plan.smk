@@ -19,10 +19,10 @@ rule plan:
     params:
         script=script_path("plan.py"),
         jobs=json.dumps(get_plan_jobs()),
-        throughput=json.dumps(CFG["plan"]["throughput"]),
-        gpu=CFG["plan"]["gpu"],
-        tokens_per_word=CFG["plan"]["tokens_per_word"],
-        table5=repo_path("resources/paper/paper_results.csv"),
+        throughput=json.dumps(CHECKED_CONFIG["plan"]["throughput"]),
+        gpu=CHECKED_CONFIG["plan"]["gpu"],
+        tokens_per_word=CHECKED_CONFIG["plan"]["tokens_per_word"],
+        paper=PAPER_CSV,
         eval_jobs=json.dumps(get_plan_eval_jobs()),
         # a record built since the last plan changes the numbers: rerun then
         built=sorted(job["record"] for job in get_plan_jobs() if Path(job["record"]).is_file()),
@@ -30,5 +30,5 @@ rule plan:
         "../envs/data.yaml"
     shell:
         "python {params.script} --jobs {params.jobs:q} --throughput {params.throughput:q} --gpu {params.gpu} "
-        "--tokens-per-word {params.tokens_per_word} --table5 {params.table5:q} --eval-jobs {params.eval_jobs:q} "
+        "--tokens-per-word {params.tokens_per_word} --paper {params.paper:q} --eval-jobs {params.eval_jobs:q} "
         "--output {output.json:q} 2> {log} | tee -a {log}"

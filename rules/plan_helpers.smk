@@ -3,11 +3,11 @@
 
 def get_plan_jobs():
     """One TrainJob (imrepro.train.cost_plan) per training run of the active run groups."""
-    training = CFG["training"]
+    training = CHECKED_CONFIG["training"]
     jobs = []
-    for run in wc.runs(CFG):
-        entry = CFG["datasets"][run.dataset]
-        parent = CFG["datasets"].get(entry.get("from", ""), {})
+    for run in workflow_config.runs(CHECKED_CONFIG):
+        entry = CHECKED_CONFIG["datasets"][run.dataset]
+        parent = CHECKED_CONFIG["datasets"].get(entry.get("from", ""), {})
         args = entry.get("args") or {}
         jobs.append({
             "run_id": run.run_id, "model": run.model, "dataset": run.dataset, "epochs": run.epochs,

@@ -13,8 +13,8 @@ localrules:
 
 
 wildcard_constraints:
-    table_stem="|".join(cat.TABLE_STEMS.values()),
-    figure="|".join(cat.FIGURES),
+    table_stem="|".join(catalogue.TABLE_STEMS.values()),
+    figure="|".join(catalogue.FIGURES),
 
 
 rule paper_table:
@@ -28,10 +28,10 @@ rule paper_table:
         f"{LOGS}/report/tables/{{table_stem}}.log",
     params:
         script=script_path("make_tables.py"),
-        table=lambda w: cat.TABLE_OF_STEM[w.table_stem],
+        table=lambda w: catalogue.TABLE_OF_STEM[w.table_stem],
         table5=lambda w, input: ["--table5", input.table5] if "table5" in input.keys() else [],
         label=LABEL,
-        caption=lambda w: caption_text(cat.TABLE_OF_STEM[w.table_stem]),
+        caption=lambda w: caption_text(catalogue.TABLE_OF_STEM[w.table_stem]),
     conda:
         "../envs/analysis.yaml"
     shell:
@@ -81,12 +81,12 @@ rule provenance:
 
 rule tables:
     input:
-        expand(table_path("{stem}", "{ext}"), stem=cat.TABLE_STEMS.values(), ext=("csv", "md")),
+        expand(table_path("{stem}", "{ext}"), stem=catalogue.TABLE_STEMS.values(), ext=("csv", "md")),
 
 
 rule figures:
     input:
-        expand(figure_path("{figure}", "{ext}"), figure=cat.FIGURES, ext=("png", "pdf")),
+        expand(figure_path("{figure}", "{ext}"), figure=catalogue.FIGURES, ext=("png", "pdf")),
 
 
 rule report:

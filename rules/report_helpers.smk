@@ -4,8 +4,7 @@ from imrepro.core.provenance import git_revision
 
 GIT_REVISION = json.dumps(git_revision(REPO))  # a new revision reruns the provenance record
 CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-LABEL = CFG["evaluation"]["label"]
-PAPER_CSV = repo_path("resources/paper/paper_results.csv")
+LABEL = CHECKED_CONFIG["evaluation"]["label"]
 
 
 def figure_path(name, ext):
@@ -21,7 +20,7 @@ def caption_text(name):
 
 def get_table_inputs(wildcards):
     inputs = {"eval_long": rules.eval_long_table.output[0], "runs": rules.runs_table.output[0], "paper": PAPER_CSV}
-    if cat.TABLE_OF_STEM[wildcards.table_stem] == "table5":
+    if catalogue.TABLE_OF_STEM[wildcards.table_stem] == "table5":
         inputs["table5"] = rules.table5.output.csv
     return inputs
 

@@ -18,12 +18,12 @@ rule study_tables:
         results=study_results,
         stats=lambda w: [stats_path(d) for d in study_datasets()],
     output:
-        table=f"{RESULTS}/study/study_table.md",
-        csv=f"{RESULTS}/study/study_table.csv",
-        summary=f"{RESULTS}/study/study_summary.csv",
-        long=f"{RESULTS}/study/study_long.csv",
-        png=f"{RESULTS}/study/fig_study_loss.png",
-        pdf=f"{RESULTS}/study/fig_study_loss.pdf",
+        table=f"{STUDY_DIR}/study_table.md",
+        csv=f"{STUDY_DIR}/study_table.csv",
+        summary=f"{STUDY_DIR}/study_summary.csv",
+        long=f"{STUDY_DIR}/study_long.csv",
+        png=f"{STUDY_DIR}/fig_study_loss.png",
+        pdf=f"{STUDY_DIR}/fig_study_loss.pdf",
     log:
         f"{LOGS}/study/study_tables.log",
     params:
@@ -32,12 +32,12 @@ rule study_tables:
         stats=lambda w: [f"--stats={d}={stats_path(d)}" for d in study_datasets()],
         arm_order=lambda w: study_config()["arm_order"],
         label=LABEL,
-        out_dir=lambda w, output: str(Path(output.table).parent),
+        outputs=lambda w, output: [f"--output={name}={path}" for name, path in output.items()],
     conda:
         "../envs/analysis.yaml"
     shell:
         "python {params.script} tables --targets {params.targets:q} {params.stats:q} "
-        "--arm-order {params.arm_order:q} --label {params.label:q} --out-dir {params.out_dir:q} "
+        "--arm-order {params.arm_order:q} --label {params.label:q} {params.outputs:q} "
         "{input.results:q} > {log} 2>&1"
 
 
@@ -46,12 +46,12 @@ rule study_token_shares:
         data=lambda w: [canonical_path(d) for d in study_shares_datasets().values()],
         tokenizer=lambda w: get_tokenizer_files(SimpleNamespace(tokenizer=study_config()["token_shares"]["tokenizer"])),
     output:
-        f"{RESULTS}/study/token_shares.md",
+        f"{STUDY_DIR}/token_shares.md",
     log:
         f"{LOGS}/study/token_shares.log",
     params:
         script=script_path("study_report.py"),
-        tokenizer=lambda w: tokenizer_path(CFG["tokenizers"][study_config()["token_shares"]["tokenizer"]]),
+        tokenizer=lambda w: tokenizer_path(CHECKED_CONFIG["tokenizers"][study_config()["token_shares"]["tokenizer"]]),
         max_length=lambda w: study_config()["token_shares"]["max_length"],
         datasets=lambda w: [f"--dataset={name}={canonical_path(d)}" for name, d in study_shares_datasets().items()],
         policies=lambda w: [f"--policy={c}={p}" for c, p in study_config()["token_shares"]["policies"].items()],
@@ -69,8 +69,8 @@ rule study_docs:
         shares=rules.study_token_shares.output[0],
         png=rules.study_tables.output.png,
     output:
-        docs=STUDY.get("docs", "docs/STUDY.md"),
-        figure=STUDY.get("figure", "docs/study/fig_study_loss.png"),
+        docs=STUDY_DOCS,
+        figure=STUDY_DOCS_FIGURE,
     log:
         f"{LOGS}/study/study_docs.log",
     params:

@@ -1,7 +1,10 @@
 # Helpers of the real-model study (rules/study.smk): which targets, datasets and shares it reads.
 from types import SimpleNamespace
 
-STUDY = CFG.get("study") or {}
+STUDY = CHECKED_CONFIG.get("study") or {}  # an optional section: empty outside profiles/study
+STUDY_DIR = f"{RESULTS}/study"
+STUDY_DOCS = "docs/STUDY.md"  # committed pages of the repository, rewritten by `make study`
+STUDY_DOCS_FIGURE = "docs/study/fig_study_loss.png"
 
 
 def study_config():
@@ -17,7 +20,7 @@ def study_targets():
         if target.run is None:
             out[tid] = {"dataset": None, "arm": "base", "seed": None}
         else:
-            method = CFG["methods"][target.run.method]
+            method = CHECKED_CONFIG["methods"][target.run.method]
             out[tid] = {"dataset": target.run.dataset, "arm": method.get("paper_name", target.run.method),
                         "seed": method_seed(target.run.method)}
     return out
@@ -25,7 +28,7 @@ def study_targets():
 
 def study_results(wildcards):
     study_config()
-    return [f"{RESULTS}/eval/{tid}/{b}.json" for tid, t in TARGETS.items() for b in t.benchmarks]
+    return [eval_path(tid, b) for tid, t in TARGETS.items() for b in t.benchmarks]
 
 
 def study_datasets():

@@ -35,8 +35,8 @@ rule reference_logprobs:
     params:
         script=script_path("reference_logprobs.py"),
         model_dir=lambda w: base_model_dir(w.model),
-        token_budget=CFG["training"]["token_budget"],
-        precision=CFG["training"]["precision"],
+        token_budget=CHECKED_CONFIG["training"]["token_budget"],
+        precision=CHECKED_CONFIG["training"]["precision"],
     threads: 2
     resources:
         gpu=get_train_resource("gpu", at_most=1),

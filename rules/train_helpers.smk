@@ -1,6 +1,6 @@
 # Helpers of the training stage, included by rules/train.smk: its input, params and resource functions and
 # the paths only this stage reads. Functions and rules are in separate files for `snakemake --lint`.
-RUNS = {run.run_id: run for run in wc.runs(CFG)}
+RUNS = {run.run_id: run for run in workflow_config.runs(CHECKED_CONFIG)}
 
 
 def run_of(wildcards):
@@ -15,7 +15,7 @@ def reference_path(model, dataset):
 
 def train_resources(model):
     """training.resources (schema defaults filled), overridden per model by models.<m>.train_resources."""
-    return {**CFG["training"]["resources"], **CFG["models"][model]["train_resources"]}
+    return {**CHECKED_CONFIG["training"]["resources"], **CHECKED_CONFIG["models"][model]["train_resources"]}
 
 
 def get_train_resource(key, at_most=None):
@@ -30,15 +30,15 @@ def get_train_resource(key, at_most=None):
 
 
 def get_model_init_tokenizer(wildcards):
-    spec = CFG["models"][wildcards.model]
-    return [repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])] if "init" in spec else []
+    spec = CHECKED_CONFIG["models"][wildcards.model]
+    return [repo_path(CHECKED_CONFIG["tokenizers"][spec["tokenizer"]]["path"])] if "init" in spec else []
 
 
 def get_prepare_model_flags(wildcards):
-    spec = CFG["models"][wildcards.model]
+    spec = CHECKED_CONFIG["models"][wildcards.model]
     if "init" in spec:
         return ["--init", json.dumps(spec["init"]), "--tokenizer-model",
-                repo_path(CFG["tokenizers"][spec["tokenizer"]]["path"])]
+                repo_path(CHECKED_CONFIG["tokenizers"][spec["tokenizer"]]["path"])]
     if "package" in spec:
         return ["--package", json.dumps(spec["package"], sort_keys=True),
                 "--cache-dir", f"{RESULTS}/models/.package_cache"]
@@ -55,11 +55,11 @@ def get_train_launcher(wildcards, resources):
     or on one GPU when the model names its own DeepSpeed config (e.g. ZeRO-3 + CPU offload)."""
     run = run_of(wildcards)
     gpus = int(resources.gpu)
-    model_ds = CFG["models"][run.model].get("deepspeed_config")
+    model_ds = CHECKED_CONFIG["models"][run.model].get("deepspeed_config")
     if gpus <= 1 and not model_ds:
         return "python"
-    ds_config = repo_path(model_ds or CFG["training"]["deepspeed_config"])
-    precision = {"fp32": "no"}.get(CFG["training"]["precision"], CFG["training"]["precision"])
+    ds_config = repo_path(model_ds or CHECKED_CONFIG["training"]["deepspeed_config"])
+    precision = {"fp32": "no"}.get(CHECKED_CONFIG["training"]["precision"], CHECKED_CONFIG["training"]["precision"])
     port = 29500 + int(hashlib.sha1(run.run_id.encode()).hexdigest(), 16) % 2000  # jobs sharing a node
     return (f"accelerate launch --num_machines 1 --num_processes {max(gpus, 1)} --mixed_precision {precision} "
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
@@ -69,16 +69,16 @@ def get_train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {"record": record_path(model_tokenizer(run.model), run.dataset),
               "model": base_model_config(run.model)}
-    if CFG["methods"][run.method].get("kl_lambda"):
+    if CHECKED_CONFIG["methods"][run.method].get("kl_lambda"):
         inputs["reference"] = reference_path(run.model, run.dataset)
     return inputs
 
 
 def get_train_settings(wildcards):
     run = run_of(wildcards)
-    training = CFG["training"]
-    method = CFG["methods"][run.method]
-    settings = {key: training[key] for key in cat.TRAIN_SETTING_KEYS}
+    training = CHECKED_CONFIG["training"]
+    method = CHECKED_CONFIG["methods"][run.method]
+    settings = {key: training[key] for key in catalogue.TRAIN_SETTING_KEYS}
     settings.update(
         epochs=run.epochs,
         model_path=base_model_dir(run.model),

@@ -68,11 +68,12 @@ def test_tables_and_figure_are_written(results, tmp_path):
     long = study.long_table(paths, targets)
     summary = study.summarise(long)
     out = tmp_path / "out"
-    study.write_tables(summary, long, out, {"d": 4.0}, ["IT", "IM"], "TEST LABEL")
-    table = pd.read_csv(out / "study_table.csv")
+    paths = {name: out / f"{name}.out" for name in ("table", "csv", "summary", "long")}
+    study.write_tables(summary, long, paths, {"d": 4.0}, ["IT", "IM"], "TEST LABEL")
+    table = pd.read_csv(paths["csv"])
     assert list(table["arm"]) == ["base", "IT", "IM", "IM (Eq. 4)"]
     assert table.set_index("arm").loc["IT", "heldout_output_loss"] == "3.100 ± 0.100"
-    text = (out / "study_table.md").read_text()
+    text = paths["table"].read_text()
     assert "TEST LABEL" in text and "below IT's beyond the spread" in text
     study.save_figure(study.figure(summary, long, {"d": 4.0}, ["IT", "IM"]), out / "fig.png")
     assert (out / "fig.png").stat().st_size > 10_000

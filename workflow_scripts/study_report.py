@@ -2,7 +2,8 @@
 
     python workflow_scripts/study_report.py tables --targets '{"<target>": {"dataset": ..., "arm": ..., "seed": 1}}' \
         --stats study_lima=results/data/stats/study_lima.json --arm-order IT IM "IM (Eq. 4)" \
-        --label "STUDY: ..." --out-dir results/study results/eval/*/output_loss.json ...
+        --label "STUDY: ..." --output table=results/study/study_table.md --output csv=... (summary, long, png,
+        pdf) results/eval/*/output_loss.json ...
     python workflow_scripts/study_report.py shares --tokenizer results/models/gemma3_270m --max-length 2048 \
         --dataset LIMA=results/data/canonical/lima.jsonl --policy it=it --policy "weighted 0.5=weighted:0.5" \
         --output results/study/token_shares.md
@@ -30,6 +31,9 @@ def _pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+TABLE_OUTPUTS = ("table", "csv", "summary", "long", "png", "pdf")  # study_table.md/.csv, ..., the figure
+
+
 def tables(args) -> None:
     targets = json.loads(args.targets)
     ratios = {name: study.instruction_output_ratio(json.loads(Path(path).read_text()))
@@ -38,11 +42,14 @@ def tables(args) -> None:
     if long.empty:
         raise ValueError("no scored study result among the inputs")
     summary = study.summarise(long)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    study.write_tables(summary, long, args.out_dir, ratios, args.arm_order, args.label)
+    outputs = dict(args.output)
+    missing = sorted(set(TABLE_OUTPUTS) - set(outputs))
+    if missing:
+        raise ValueError(f"tables: no --output for {', '.join(missing)} (needs {', '.join(TABLE_OUTPUTS)})")
+    study.write_tables(summary, long, outputs, ratios, args.arm_order, args.label)
     fig = study.figure(summary, long, ratios, args.arm_order, args.label)
-    for suffix in ("png", "pdf"):
-        study.save_figure(fig, args.out_dir / f"fig_study_loss.{suffix}")
+    for name in ("png", "pdf"):
+        study.save_figure(fig, outputs[name])
     for line in study.verdict_lines(summary):
         log.info("%s", line)
 
@@ -88,7 +95,8 @@ def main() -> None:
     p.add_argument("--stats", type=_pair, action="append", default=[], help="DATASET=stats JSON")
     p.add_argument("--arm-order", nargs="*", default=[])
     p.add_argument("--label", default="")
-    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=PATH",
+                   help=f"one per output: {', '.join(TABLE_OUTPUTS)}")
     p.add_argument("results", nargs="+", help="results/eval/<target>/<benchmark>.json files")
     p.set_defaults(func=tables)
     p = commands.add_parser("shares")

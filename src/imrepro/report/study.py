@@ -164,13 +164,13 @@ def shares_table(shares: Mapping[str, Mapping[str, float]]) -> str:
     return _markdown(frame)
 
 
-def write_tables(summary: pd.DataFrame, long: pd.DataFrame, out_dir: str | os.PathLike,
+def write_tables(summary: pd.DataFrame, long: pd.DataFrame, paths: Mapping[str, str | os.PathLike],
                  ratios: Mapping[str, float], arm_order: Iterable[str], label: str) -> None:
-    """``study_long.csv``, ``study_summary.csv``, ``study_table.{csv,md}`` into ``out_dir``."""
-    out = Path(out_dir)
+    """The long and summary CSVs and the study table (CSV and Markdown) at ``paths["long"]``,
+    ``paths["summary"]``, ``paths["csv"]`` and ``paths["table"]`` (the rule names the files)."""
     table = study_table(summary, ratios, arm_order)
-    for name, frame in (("study_long.csv", long), ("study_summary.csv", summary), ("study_table.csv", table)):
-        with atomic_open(out / name) as handle:
+    for name, frame in (("long", long), ("summary", summary), ("csv", table)):
+        with atomic_open(paths[name]) as handle:
             frame.to_csv(handle, index=False)
     text = [f"_{label}_" if label else "", "",
             "Mean ± spread (sample standard deviation) over seeds; one value where one seed ran. "
@@ -178,7 +178,7 @@ def write_tables(summary: pd.DataFrame, long: pd.DataFrame, out_dir: str | os.Pa
             "sentence BLEU-4 (0-100) of greedy answers to the training instructions vs the "
             "training outputs; lm-eval columns are accuracies on the shipped slices.", "",
             _markdown(table), "", *[f"* {line}" for line in verdict_lines(summary)], ""]
-    with atomic_open(out / "study_table.md") as handle:
+    with atomic_open(paths["table"]) as handle:
         handle.write("\n".join(text))
 
 

@@ -79,7 +79,7 @@ def lm_eval_unavailable(task):
 
 def lm_eval_tasks_of(target):
     """The lm-eval task keys a target is scored on (config order), those without data left out."""
-    return [name for name in target.benchmarks if name in cat.LM_EVAL_TASKS and not lm_eval_unavailable(name)]
+    return [name for name in target.benchmarks if name in catalogue.LM_EVAL_TASKS and not lm_eval_unavailable(name)]
 
 
 def get_lm_eval_tasks(wildcards):
@@ -95,13 +95,13 @@ MODEL_OUTPUTS = {
                    "regen_bleu_generations": f"{MODEL_OUTPUTS_DIR}/regen_bleu.jsonl"},
     "alpaca_eval": {"alpaca_eval": f"{MODEL_OUTPUTS_DIR}/alpaca_eval_outputs.json"},  # judged by AlpacaEval 1.0 and 2.0
     "mt_bench": {"mt_bench": f"{MODEL_OUTPUTS_DIR}/mt_bench_answers.jsonl"},
-    "humaneval": {"humaneval": f"{MODEL_OUTPUTS_DIR}/humaneval_completions.jsonl"},  # run in the sandbox (rule humaneval)
+    "humaneval": {"humaneval": f"{MODEL_OUTPUTS_DIR}/humaneval_completions.jsonl"},  # run in the sandbox by humaneval
 }
 MODEL_OUTPUTS_STATS = f"{MODEL_OUTPUTS_DIR}/model_outputs.json"
 MODEL_JOB_OF = {"alpaca_eval_1": "alpaca_eval", "alpaca_eval_2": "alpaca_eval"}  # benchmark -> job kind, if not itself
-MODEL_JOB_BENCHMARKS = [name for name in cat.ALL_BENCHMARKS if MODEL_JOB_OF.get(name, name) in MODEL_OUTPUTS]
+MODEL_JOB_BENCHMARKS = [name for name in catalogue.ALL_BENCHMARKS if MODEL_JOB_OF.get(name, name) in MODEL_OUTPUTS]
 # the results the per-model jobs write into their folders, which rule eval_result copies to eval_path
-COPIED_RESULTS = {**{task: LM_EVAL_DIR for task in cat.LM_EVAL_TASKS}, "output_loss": MODEL_OUTPUTS_DIR,
+COPIED_RESULTS = {**{task: LM_EVAL_DIR for task in catalogue.LM_EVAL_TASKS}, "output_loss": MODEL_OUTPUTS_DIR,
                   "regen_bleu": MODEL_OUTPUTS_DIR}
 
 
@@ -167,7 +167,7 @@ def get_model_jobs_spec(wildcards, input):
 def get_copied_result(wildcards):
     """Input function (eval_result): the folder of the per-model job that wrote this result."""
     target = require_benchmark(wildcards, wildcards.benchmark)
-    if wildcards.benchmark in cat.LM_EVAL_TASKS and lm_eval_unavailable(wildcards.benchmark):
+    if wildcards.benchmark in catalogue.LM_EVAL_TASKS and lm_eval_unavailable(wildcards.benchmark):
         raise ValueError(f"'{wildcards.benchmark}' has no shipped data (evaluation.lm_eval.source: local): "
                          f"{target.target_id}'s summary lists it as not shipped")
     return COPIED_RESULTS[wildcards.benchmark].format(target=wildcards.target)
@@ -188,7 +188,7 @@ def get_lm_eval_flags(wildcards):
 def get_tokenizer_flags(wildcards):
     """Generation tokenises prompts exactly as training did: with the SentencePiece model itself
     where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces)."""
-    tokenizer = CFG["tokenizers"][model_tokenizer(get_target(wildcards).model)]
+    tokenizer = CHECKED_CONFIG["tokenizers"][model_tokenizer(get_target(wildcards).model)]
     return ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
 
 
@@ -221,7 +221,7 @@ def judge_flags(benchmark):
         label += f" ({serve['model']}, {backend} backend)"
         flags = ["--judge-model", model, "--label", label,
                  "--serve-model", base_model_dir(serve["model"]), "--serve-backend", backend,
-                 "--serve-shared", f"{CFG['training']['scratch_dir']}/judge_servers"]
+                 "--serve-shared", f"{CHECKED_CONFIG['training']['scratch_dir']}/judge_servers"]
         if serve.get("max_new_tokens"):
             flags += ["--serve-max-new-tokens", str(serve["max_new_tokens"])]
     else:
@@ -231,7 +231,8 @@ def judge_flags(benchmark):
 
 
 def alpaca_eval_reference(version):
-    return repo_path(f"resources/eval/alpaca_eval/{cat.ALPACA_EVAL_REFERENCE[f'alpaca_eval_{version}']}_outputs.json")
+    reference = catalogue.ALPACA_EVAL_REFERENCE[f"alpaca_eval_{version}"]
+    return repo_path(f"resources/eval/alpaca_eval/{reference}_outputs.json")
 
 
 def output_loss_records(target):
@@ -240,20 +241,20 @@ def output_loss_records(target):
     records = {}
     if target.run:
         records["train"] = record_path(tokenizer, target.run.dataset)
-    if CFG.get("heldout_dataset"):  # optional: no held-out loss without it
-        records["heldout"] = record_path(tokenizer, CFG["heldout_dataset"])
+    if CHECKED_CONFIG.get("heldout_dataset"):  # optional: no held-out loss without it
+        records["heldout"] = record_path(tokenizer, CHECKED_CONFIG["heldout_dataset"])
     return records
 
 
 def get_summary_inputs(wildcards):
     target = get_target(wildcards)
     return [eval_path(target.target_id, name) for name in target.benchmarks
-            if not (name in cat.LM_EVAL_TASKS and lm_eval_unavailable(name))]
+            if not (name in catalogue.LM_EVAL_TASKS and lm_eval_unavailable(name))]
 
 
 def get_not_shipped(wildcards):
     names = [name for name in get_target(wildcards).benchmarks
-             if name in cat.LM_EVAL_TASKS and lm_eval_unavailable(name)]
+             if name in catalogue.LM_EVAL_TASKS and lm_eval_unavailable(name)]
     return ["--not-shipped", *names] if names else []
 
 
@@ -261,11 +262,11 @@ def runs_table_rows():
     """What results/tables/runs.csv says of each target, besides its training set's statistics."""
     rows = []
     for target in TARGETS.values():
-        run, model = target.run, CFG["models"][target.model]
+        run, model = target.run, CHECKED_CONFIG["models"][target.model]
         row = {"run": target.target_id, "model": target.model, "model_paper_name": model.get("paper_name", target.model),
                "is_base": run is None, "judge_label": JUDGE["label"]}
         if run:
-            dataset, method = CFG["datasets"][run.dataset], CFG["methods"][run.method]
+            dataset, method = CHECKED_CONFIG["datasets"][run.dataset], CHECKED_CONFIG["methods"][run.method]
             row.update(dataset=run.dataset, dataset_paper_name=dataset.get("paper_name", run.dataset),
                        compare_as=dataset.get("compare_as", dataset.get("paper_name", "")), method=run.method,
                        method_paper_name=method.get("paper_name", run.method), epochs=run.epochs)

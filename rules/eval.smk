@@ -117,7 +117,8 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
     conda:
         "../envs/eval.yaml"
     shell:
-        "python {params.script} --completions {params.completions:q} --stats {params.stats:q} {params.flags:q} "
+        "python {params.script} --completions {params.completions:q} --stats {params.stats:q} --workers {threads} "
+        "{params.flags:q} "
         "--output {output.result:q} --samples-output {output.samples:q} > {log} 2>&1"
 
 

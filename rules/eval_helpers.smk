@@ -158,9 +158,8 @@ def get_model_jobs_spec(wildcards, input):
             out[job] = {"questions": input[f"{job}_questions"], "output": path(job), **generation(job)}
     if "humaneval" in jobs:
         settings = EVAL["humaneval"]
-        out["humaneval"] = {"output": path("humaneval"), "limit": settings["limit"],
-                            **{k: settings[k] for k in ("n_samples", "temperatures", "top_p", "max_new_tokens")
-                               if k in settings}}  # absent: the authors' values (HumanEvalJob)
+        out["humaneval"] = {"output": path("humaneval"),
+                            **{k: settings[k] for k in ("n_samples", "temperatures", "top_p", "max_new_tokens", "limit")}}
     return json.dumps(out)
 
 
@@ -201,8 +200,7 @@ def get_generation_flags(wildcards):
 
 def get_humaneval_score_flags(wildcards):
     spec = EVAL["humaneval"]
-    flags = ["--workers", str(spec["workers"])]
-    return flags + (["--timeout", str(spec["timeout_seconds"])] if "timeout_seconds" in spec else [])
+    return ["--timeout", str(spec["timeout_seconds"])] if "timeout_seconds" in spec else []
 
 
 def get_judge_inputs(wildcards):
@@ -217,7 +215,7 @@ def judge_flags(benchmark):
     model = JUDGE["models"][benchmark]
     label = JUDGE["label"]
     if serve:
-        backend = (serve.get("backends") or {}).get(benchmark, "hf")  # no schema default under a nullable object
+        backend = serve["backends"][benchmark]
         label += f" ({serve['model']}, {backend} backend)"
         flags = ["--judge-model", model, "--label", label,
                  "--serve-model", base_model_dir(serve["model"]), "--serve-backend", backend,

@@ -242,7 +242,7 @@ def _every_job(tmp_path, record):
         "mt_bench": {"questions": str(MT_QUESTIONS), "output": str(tmp_path / "mt.jsonl"), "max_new_tokens": 8,
                      "limit": 2},
         "humaneval": {"output": str(tmp_path / "humaneval_completions.jsonl"), "n_samples": 2, "max_new_tokens": 24,
-                      "limit": 2},
+                      "temperatures": [0.1, 0.7], "top_p": 0.95, "limit": 2},
     }
 
 
@@ -296,7 +296,7 @@ def test_model_job_writes_every_benchmark_from_one_model_load(tiny_model, sp_bac
     assert len(completions) == 2 * 2 * 2 and {c["temperature"] for c in completions} == {0.1, 0.7}
     out, samples = tmp_path / "humaneval.json", tmp_path / "samples.jsonl"
     run_script("eval_humaneval.py", "--completions", tmp_path / "humaneval_completions.jsonl", "--stats", stats_path,
-               "--output", out, "--samples-output", samples, monkeypatch=monkeypatch)
+               "--workers", "2", "--output", out, "--samples-output", samples, monkeypatch=monkeypatch)
     result = json.loads(out.read_text())
     assert (result["benchmark"], result["kind"], result["status"], result["backend"]) == \
         ("humaneval", "generation", "scored", "hf")
@@ -331,13 +331,17 @@ def test_model_job_scores_losses_before_vllm_starts(monkeypatch, tiny_model, sp_
     assert json.loads((tmp_path / "alpaca.json").read_text())[0]["output"] == "p0s0\ndef tail"
 
 
+HUMANEVAL = {"output": "h.jsonl", "n_samples": 2, "temperatures": [0.1], "top_p": 0.95, "max_new_tokens": 8}
+
+
 @pytest.mark.parametrize("spec, message", [
     ({}, "--jobs: expected a non-empty JSON object"),
     ({"mmlu": {}}, "--jobs: unknown benchmark(s) mmlu"),
     ({"humaneval": {"output": "h.jsonl", "samples": 3}}, "--jobs.humaneval: unknown field(s) samples"),
     ({"mt_bench": {"output": "a.jsonl", "max_new_tokens": 8}}, "--jobs.mt_bench: missing field(s) questions"),
-    ({"humaneval": {"output": "h.jsonl", "n_samples": 0}}, "--jobs.humaneval.n_samples: expected an integer >= 1"),
-    ({"humaneval": {"output": "h.jsonl", "temperatures": []}}, "--jobs.humaneval.temperatures: expected a non-empty"),
+    ({"humaneval": {**HUMANEVAL, "n_samples": 0}}, "--jobs.humaneval.n_samples: expected an integer >= 1"),
+    ({"humaneval": {**HUMANEVAL, "temperatures": []}}, "--jobs.humaneval.temperatures: expected a non-empty"),
+    ({"humaneval": {"output": "h.jsonl", "n_samples": 2}}, "--jobs.humaneval: missing field(s) temperatures"),
     ({"output_loss": {"output": None, "run": "r"}}, "--jobs.output_loss.output: may not be null"),
 ])
 def test_model_job_spec_errors_name_the_field(spec, message):
@@ -367,8 +371,9 @@ def test_humaneval_scoring_rejects_bad_completions(tmp_path, monkeypatch, caplog
     completions.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n")
     for expected in ("stats.json: no humaneval entry", "c.jsonl:1: expected {task_id, temperature, completion}"):
         with pytest.raises(SystemExit):
-            run_script("eval_humaneval.py", "--completions", completions, "--stats", stats, "--output",
-                       tmp_path / "o.json", "--samples-output", tmp_path / "s.jsonl", monkeypatch=monkeypatch)
+            run_script("eval_humaneval.py", "--completions", completions, "--stats", stats, "--workers", "1",
+                       "--output", tmp_path / "o.json",
+                       "--samples-output", tmp_path / "s.jsonl", monkeypatch=monkeypatch)
         assert expected in caplog.text
         stats.write_text(json.dumps({"model": "m", "benchmarks": {"humaneval": {}}}))
     assert not (tmp_path / "o.json").exists()

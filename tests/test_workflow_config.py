@@ -78,6 +78,15 @@ def test_schema_defaults_fill_a_config_that_omits_every_optional_section(paper_c
     assert prepared["datasets"]["lima"]["args"] is not prepared["datasets"]["alpagasus_dolly_3k"]["args"]
 
 
+def test_served_judge_gets_its_defaults_only_when_configured(paper_config):
+    """serve is null by default; a served judge's backends default to hf from the schema (not from the rules)."""
+    config = copy.deepcopy(paper_config)
+    config["evaluation"]["judge"]["serve"] = {"model": "llama2_7b", "backends": {"mt_bench": "echo-score"}}
+    serve = wc.prepare(config)["evaluation"]["judge"]["serve"]
+    assert serve["backends"] == {"mt_bench": "echo-score", "alpaca_eval_1": "hf", "alpaca_eval_2": "hf"}
+    assert "max_new_tokens" not in serve  # the server's own cap
+
+
 def test_training_defaults_are_the_trainer_defaults():
     """The schema's defaults of training: keys that are TrainSettings fields equal the dataclass's own, so a
     workflow run and a library call without the key train alike."""

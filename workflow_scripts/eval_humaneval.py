@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--completions", required=True, type=Path, help="JSONL {task_id, temperature, completion}")
     parser.add_argument("--stats", required=True, type=Path, help="the model job's stats file (its humaneval entry)")
     parser.add_argument("--timeout", type=float, default=humaneval.TIMEOUT_S, help="seconds per program")
-    parser.add_argument("--workers", type=int, default=2, help="sandboxed programs run at once")
+    parser.add_argument("--workers", type=int, required=True, help="sandboxed programs run at once")
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--samples-output", required=True, type=Path)
     args = parser.parse_args()

@@ -84,12 +84,12 @@ class MtBenchJob:
 
 
 @dataclass(frozen=True)
-class HumanEvalJob:
+class HumanEvalJob:  # sampling settings: evaluation.humaneval (the authors' values are the schema's defaults)
     output: Path
-    n_samples: int = 20
-    temperatures: tuple = (0.1, 0.7)
-    top_p: float = 0.95
-    max_new_tokens: int = 512
+    n_samples: int
+    temperatures: tuple
+    top_p: float
+    max_new_tokens: int
     limit: int | None = None
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from imrepro.core.models import check_model_dir
 from imrepro.eval.judge.client import JudgeClient, JudgeError, JudgeUnavailableError
+from imrepro.eval.judge.server import MAX_NEW_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--serve-model", type=Path, help="serve this Hugging Face model directory as the judge")
     group.add_argument("--serve-backend", choices=["hf", "echo-score"],
                        help="served judge: hf (the model, default with --serve-model) or echo-score (test double)")
-    group.add_argument("--serve-max-new-tokens", type=int, default=512, help="served judge: cap on generated tokens")
+    group.add_argument("--serve-max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                       help="served judge: cap on generated tokens (default: %(default)s)")
     group.add_argument("--serve-shared", type=Path, metavar="DIR",
                        help="served judge: share one background server per judge configuration with the other "
                             "jobs of this run (its port file, lock and log in DIR)")

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 MAX_TOP_LOGPROBS = 20  # the OpenAI API's limit
+MAX_NEW_TOKENS = 512  # a served judge's cap on generated tokens, and its max_tokens when a request sets none
 
 
 class RequestError(Exception):
@@ -101,7 +102,7 @@ class HFBackend:
     without a leading space ('m', '▁m', the byte token 0x6D); nothing is invented.
     """
 
-    def __init__(self, model_dir: str | Path, max_new_tokens: int = 512,
+    def __init__(self, model_dir: str | Path, max_new_tokens: int = MAX_NEW_TOKENS,
                  extra_top_logprobs: Sequence[str] = ()):
         import torch
         from transformers import AutoTokenizer
@@ -281,7 +282,7 @@ def parse_chat_request(body: dict, served_name: str, default_max_tokens: int) ->
 class JudgeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, backend: Backend, served_name: str, default_max_tokens: int = 512):
+    def __init__(self, port: int, backend: Backend, served_name: str, default_max_tokens: int = MAX_NEW_TOKENS):
         super().__init__((HOST, port), _Handler)
         self.backend, self.served_name, self.default_max_tokens = backend, served_name, default_max_tokens
         self.stats: Counter[str] = Counter()  # "POST /v1/chat/completions" -> count, "status 400" -> count, ...
@@ -378,7 +379,8 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def start_in_thread(backend: Backend, served_name: str, port: int = 0, default_max_tokens: int = 512) -> RunningServer:
+def start_in_thread(backend: Backend, served_name: str, port: int = 0,
+                    default_max_tokens: int = MAX_NEW_TOKENS) -> RunningServer:
     """Start serving on 127.0.0.1 in a daemon thread (``port=0``: any free port); ``stop()`` ends it."""
     server = JudgeHTTPServer(port, backend, served_name, default_max_tokens)
     thread = threading.Thread(target=server.serve_forever, name=f"judge-server-{server.port}", daemon=True)
@@ -388,7 +390,7 @@ def start_in_thread(backend: Backend, served_name: str, port: int = 0, default_m
 
 @contextlib.contextmanager
 def serve_in_thread(backend: Backend, served_name: str, port: int = 0,
-                    default_max_tokens: int = 512) -> Iterator[RunningServer]:
+                    default_max_tokens: int = MAX_NEW_TOKENS) -> Iterator[RunningServer]:
     """Context-managed ``start_in_thread``: the server is shut down when the block exits."""
     running = start_in_thread(backend, served_name, port, default_max_tokens)
     try:
@@ -423,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--served-name", required=True, help="model name clients must request")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once the server accepts requests")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="cap on generated tokens per request")
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                        help="cap on generated tokens per request")
     parser.add_argument("--extra-top-logprobs", default="",
                         help="comma-separated token strings always reported in top_logprobs (e.g. 'm,M')")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",

@@ -275,3 +275,16 @@ def test_study_profile_dry_run(tmp_path):
     assert '"labels": "im_seed"' in out and '"seed": 3' in out
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
+
+
+def test_config_yaml_names_each_shared_list_once():
+    """Table 1's datasets and the 18 benchmarks are YAML aliases of one list each; a nested list is spliced in."""
+    text = (REPO / "config.yaml").read_text()
+    assert text.count("less_mmlu_chat, less_bbh_icl, lima]") == 1 and text.count("hendrycks_ethics]") == 1
+    config = wc.prepare(yaml.safe_load(text))
+    nlp = config["run_groups"]["table3_table7_kl"]["benchmarks"][:-1]
+    assert len(nlp) == 18 and config["run_groups"]["epoch_sweep"]["benchmarks"] == [*nlp, "alpaca_eval_1"]
+    config = yaml.safe_load(text)
+    config["run_groups"]["table1"]["benchmarks"] = [nlp, "mmlu"]
+    with pytest.raises(wc.ConfigError, match=r"run_groups.table1.benchmarks': benchmark\(s\) listed twice: mmlu"):
+        wc.prepare(config)

@@ -152,6 +152,21 @@ def _check_evaluation(config: dict) -> None:
         raise ConfigError("evaluation.judge.serve.model", f"unknown model '{serve.get('model')}'")
 
 
+def _splice_benchmark_lists(config: dict) -> None:
+    """Benchmark lists may hold lists (YAML aliases of a shared list): splice them in; a name given twice is an
+    error that names the key."""
+    specs = [("evaluation", config["evaluation"])] + [(f"run_groups.{g}", spec)
+                                                       for g, spec in config["run_groups"].items()]
+    for where, spec in specs:
+        if "benchmarks" not in spec:
+            continue
+        flat = [name for item in spec["benchmarks"] for name in (item if isinstance(item, list) else [item])]
+        repeated = sorted({name for name in flat if flat.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"{where}.benchmarks", f"benchmark(s) listed twice: {', '.join(repeated)}")
+        spec["benchmarks"] = flat
+
+
 def _copy(value):
     """A deep copy that shares nothing: the schema's ``default: {}`` puts one dict object into every entry
     that lacks the key (e.g. each dataset's ``args``), and ``copy.deepcopy`` would keep them shared."""
@@ -170,6 +185,7 @@ def prepare(config: dict) -> dict:
     config = _copy(config)
     validate(config, str(SCHEMA), set_default=True)
     config = _copy(config)
+    _splice_benchmark_lists(config)
     config["_subset_families"] = expand_analysis_subsets(config)
     check_references(config)
     return config

@@ -170,7 +170,7 @@ def test_trained_positions_and_nll_at():
     assert torch.equal(keep + 1, torch.nonzero((padded.weights > 0).any(0)).squeeze(1))
 
 
-@pytest.mark.parametrize("policy", ["it", "im", "im_seed", "weighted"])
+@pytest.mark.parametrize("policy", ["it", "im", "im_authors", "weighted"])
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 def test_trained_logits_equal_full_logits(policy, layout):
     examples = make_examples(policy, 0.3 if policy == "weighted" else None)

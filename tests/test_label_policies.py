@@ -15,6 +15,7 @@ from imrepro.data.token_backends import SentencePieceBackend
 from imrepro.train.label_policies import (
     IGNORE_INDEX,
     label_weights,
+    resolve_policy,
     trained_share,
     weights_to_labels,
 )
@@ -26,9 +27,9 @@ MAX_LENGTH = 2048
 
 # Paper notes §6 point 3: share of the L-1 label positions trained, summed over the dataset.
 EXPECTED_SHARES = {
-    "lima_data": {"it": 0.891, "im_seed": 0.991, "im": 0.980},
-    "alpagasus_3k_dolly": {"it": 0.557, "im_seed": 0.968, "im": 0.931},
-    "alpagasus_claude_t45_alpaca": {"it": 0.538, "im_seed": 0.930, "im": 0.849},
+    "lima_data": {"it": 0.891, "im_authors": 0.991, "im": 0.980},
+    "alpagasus_3k_dolly": {"it": 0.557, "im_authors": 0.968, "im": 0.931},
+    "alpagasus_claude_t45_alpaca": {"it": 0.538, "im_authors": 0.930, "im": 0.849},
 }
 DATASETS = list(EXPECTED_SHARES)
 
@@ -65,7 +66,7 @@ def trained_runs(roles, policy, prompt_weight=None):
 # --- golden tests: token for token against the authors' encode_with_messages_format ---
 
 @pytest.mark.parametrize("name", DATASETS)
-@pytest.mark.parametrize(("policy", "use_lm_loss"), [("it", False), ("im_seed", True)])
+@pytest.mark.parametrize(("policy", "use_lm_loss"), [("it", False), ("im_authors", True)])
 def test_labels_match_authors(datasets, backend, name, policy, use_lm_loss):
     examples, record = datasets[name]
     tokenize = make_tokenize(backend, MAX_LENGTH)
@@ -110,9 +111,9 @@ def test_single_turn(backend):
                           {"role": "assistant", "content": "Yo"}], backend)
     assert trained_runs(roles, "it") == ["ASSISTANT_CONTENT", "EOS"]
     assert trained_runs(roles, "im") == ["USER_CONTENT", "SEPARATOR", "ASSISTANT_CONTENT", "EOS"]
-    assert trained_runs(roles, "im_seed") == ["USER_CONTENT", "SEPARATOR", "ASSISTANT_HEADER",
+    assert trained_runs(roles, "im_authors") == ["USER_CONTENT", "SEPARATOR", "ASSISTANT_HEADER",
                                               "ASSISTANT_CONTENT", "EOS"]
-    for policy in ("it", "im", "im_seed"):
+    for policy in ("it", "im", "im_authors"):
         assert label_weights(policy, roles)[0] == 0
 
 
@@ -129,7 +130,7 @@ def test_multi_turn_trains_newline_after_inner_eos(backend):
     assert trained_runs(roles, "im") == ["USER_CONTENT", "SEPARATOR", "ASSISTANT_CONTENT", "EOS",
                                          "SEPARATOR", "USER_CONTENT", "SEPARATOR",
                                          "ASSISTANT_CONTENT", "EOS"]
-    assert trained_runs(roles, "im_seed") == [
+    assert trained_runs(roles, "im_authors") == [
         "USER_CONTENT", "SEPARATOR", "ASSISTANT_HEADER", "ASSISTANT_CONTENT", "EOS", "SEPARATOR",
         "USER_HEADER", "USER_CONTENT", "SEPARATOR", "ASSISTANT_HEADER", "ASSISTANT_CONTENT", "EOS"]
     labels = weights_to_labels(ids, weights)
@@ -143,7 +144,7 @@ def test_system_message(backend):
     _, roles = record_of(messages, backend)
     assert trained_runs(roles, "it") == ["ASSISTANT_CONTENT", "EOS"]
     assert trained_runs(roles, "im")[:2] == ["SYSTEM_CONTENT", "SEPARATOR"]
-    assert trained_runs(roles, "im_seed")[:3] == ["SYSTEM_CONTENT", "SEPARATOR", "USER_HEADER"]
+    assert trained_runs(roles, "im_authors")[:3] == ["SYSTEM_CONTENT", "SEPARATOR", "USER_HEADER"]
 
 
 @pytest.mark.parametrize("messages", [
@@ -155,7 +156,7 @@ def test_system_message(backend):
      {"role": "user", "content": "u"}, {"role": "user", "content": "v"},
      {"role": "assistant", "content": "c"}],
 ])
-@pytest.mark.parametrize(("policy", "use_lm_loss"), [("it", False), ("im_seed", True)])
+@pytest.mark.parametrize(("policy", "use_lm_loss"), [("it", False), ("im_authors", True)])
 def test_unusual_orders_match_authors(backend, messages, policy, use_lm_loss):
     """Assistant first, two assistant turns in a row, consecutive user turns."""
     ids, roles = record_of(messages, backend)
@@ -191,7 +192,7 @@ def test_truncation(backend):
     full_ids, full_roles = record_of(messages, backend)
     ids, roles = record_of(messages, backend, max_length=20)
     assert len(ids) == 20 and (ids == full_ids[:20]).all()
-    for policy in ("it", "im", "im_seed"):
+    for policy in ("it", "im", "im_authors"):
         np.testing.assert_array_equal(label_weights(policy, roles),
                                       label_weights(policy, full_roles)[:20])
     _, their = encode_with_messages_format({"messages": messages}, make_tokenize(backend, 20), 20)
@@ -229,5 +230,14 @@ def test_bad_arguments():
 
 def test_degenerate_lengths():
     for roles in (np.zeros(0, np.uint8), np.array([Role.BOS], np.uint8)):
-        for policy in ("it", "im", "im_seed"):
+        for policy in ("it", "im", "im_authors"):
             assert not label_weights(policy, roles).any()
+
+
+def test_old_policy_name_is_an_alias_with_a_deprecation_message(caplog):
+    roles = np.array([Role.BOS, Role.USER_HEADER, Role.USER_CONTENT, Role.ASSISTANT_HEADER, Role.ASSISTANT_CONTENT],
+                     np.uint8)
+    assert resolve_policy("im_seed") == "im_authors" and "deprecated" in caplog.text
+    np.testing.assert_array_equal(label_weights("im_seed", roles), label_weights("im_authors", roles))
+    with pytest.raises(ValueError, match="unknown label policy 'im_sed'"):
+        resolve_policy("im_sed")

@@ -176,7 +176,7 @@ def hf_losses(model, examples) -> list[float]:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("policy", ["it", "im", "im_seed"])
+@pytest.mark.parametrize("policy", ["it", "im", "im_authors"])
 def test_sequence_mean_is_the_authors_batch_size_one_mean(model, policy):
     examples = make_examples(policy)
     batch = collate_packed(examples)

@@ -103,7 +103,7 @@ def test_changing_one_method_reruns_only_its_branch(pipeline):
     """NEFTune added to im_seed: its training run, its benchmark jobs and everything aggregated from them
     (and the provenance record, which holds the config) are planned; the IT run, the base model and the
     data stage are not."""
-    changed = OVERLAY + "methods:\n  im_seed: {paper_name: IM, labels: im_seed, neftune_alpha: 5}\n"
+    changed = OVERLAY + "methods:\n  im_seed: {paper_name: IM, labels: im_authors, neftune_alpha: 5}\n"
     result = smk(pipeline, "-n", "all", overlay=changed)
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = planned(result.stdout)

@@ -1,6 +1,6 @@
 """The real pretrained model of the study (Gemma-3-270M base from the study extra) through the
 pipeline's own code: prepared from its package, its tokenizer through the role record (masks of
-it / im / im_seed decoded token for token), one optimizer step and one evaluation.
+it / im / im_authors decoded token for token), one optimizer step and one evaluation.
 
 Skipped unless the study extra is installed (`make study-install`; .ci/run does it). Installs
 nothing. About 2-3 minutes on 2 cores, most of it dequantizing the GGUF once per session.
@@ -89,7 +89,7 @@ def test_prepared_model_loads_plainly_and_needs_its_bos(model_dir):
 
 def test_label_policies_on_gemma_tokens(backend):
     """Decode what each policy trains: it = the output + EOS, im = instruction + separator + output +
-    EOS (no BOS, no role header), im_seed = everything after BOS and the first role header."""
+    EOS (no BOS, no role header), im_authors = everything after BOS and the first role header."""
     examples = _examples()
     record = build_role_record(examples, backend, max_length=None, progress=False)
     eos = backend.eos_text
@@ -98,10 +98,10 @@ def test_label_policies_on_gemma_tokens(backend):
         ids, roles = record.example(i)
         assert ids[0] == backend.bos_id and ids[-1] == backend.eos_id
         trained = {policy: backend.decode(ids[label_weights(policy, roles) > 0].tolist())
-                   for policy in ("it", "im", "im_seed")}
+                   for policy in ("it", "im", "im_authors")}
         assert trained["it"] == answer + eos
         assert trained["im"] == f"{user}\n{answer}{eos}"
-        assert trained["im_seed"] == f"{user}\n<|assistant|>\n{answer}{eos}"
+        assert trained["im_authors"] == f"{user}\n<|assistant|>\n{answer}{eos}"
         half = label_weights("weighted", roles, 0.5)
         assert set(np.unique(half)) == {0.0, 0.5, 1.0}
 
@@ -123,7 +123,7 @@ def test_one_optimizer_step_and_one_evaluation(model_dir, backend, tmp_path):
     save_role_record(record, tmp_path / "record.parquet")
     settings = {"model_path": str(model_dir), "record_path": str(tmp_path / "record.parquet"),
                 "output_dir": str(tmp_path / "run"), "scratch_dir": str(tmp_path / "scratch"),
-                "labels": "im_seed", "precision": "fp32", "effective_batch_size": 2, "epochs": 1,
+                "labels": "im_authors", "precision": "fp32", "effective_batch_size": 2, "epochs": 1,
                 "learning_rate": 1e-4, "token_budget": 128, "max_steps": 1, "checkpoint_every": 100,
                 "gradient_checkpointing": False, "progress": False}
     _run("train.py", "--settings", json.dumps(settings))

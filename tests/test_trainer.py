@@ -261,7 +261,7 @@ def test_examples_without_response_are_dropped_for_every_policy(trained, inputs)
     response = {Role.ASSISTANT_CONTENT, Role.EOS}
     expected = sum(not response & set(record.example(i)[1].tolist()) for i in range(len(record)))
     assert expected == 2  # truncation at 96 tokens cut these examples inside or before the assistant turn
-    summaries = {labels: trained(labels=labels)[0] for labels in ("it", "im", "im_seed")}
+    summaries = {labels: trained(labels=labels)[0] for labels in ("it", "im", "im_authors")}
     for labels, summary in summaries.items():
         assert summary["n_dropped_no_response_token"] == expected, labels
         assert summary["n_examples"] == len(record) - expected, labels

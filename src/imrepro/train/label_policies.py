@@ -17,10 +17,11 @@ Policies (see paper_notes.md §6 and docs/DESIGN.md, "The data model"):
   another assistant turn it is trained - a quirk that never occurs in the shipped data).
 * ``im`` - the paper's IM (Eq. 4): all tokens except BOS and the role headers (template
   tokens T); content, ``</s>`` and the separator newlines are trained.
-* ``im_seed`` - what the authors' ``--use_lm_loss`` code trains: only BOS and the first role
+* ``im_authors`` - what the authors' ``--use_lm_loss`` code trains: only BOS and the first role
   header are masked (their pattern search can match only at position 0, see paper_notes.md §6).
   Modelled for the Llama-2 tokenizer, where a standalone header tokenises as BOS + the
-  in-context header tokens.
+  in-context header tokens. Its old name ``im_seed`` is still accepted (:func:`resolve_policy` logs
+  that it is deprecated): the name collided with random seeds (``method_seed``, ``im_seed_s1``).
 * ``weighted`` - the tokens ``it`` trains get weight 1, the other tokens ``im`` trains get
   ``prompt_weight``; 0 reproduces ``it``, 1 reproduces ``im`` (given that ``it`` trains no
   header, true for every example that starts with a user/system message and never has two
@@ -29,11 +30,14 @@ Policies (see paper_notes.md §6 and docs/DESIGN.md, "The data model"):
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from imrepro.data.chat_format import Role
 
-POLICIES = ("it", "im", "im_seed", "weighted")
+POLICIES = ("it", "im", "im_authors", "weighted")
+DEPRECATED_POLICIES = {"im_seed": "im_authors"}  # old name -> its policy
 IGNORE_INDEX = -100
 
 HEADERS = np.array([Role.SYSTEM_HEADER, Role.USER_HEADER, Role.ASSISTANT_HEADER], np.uint8)
@@ -90,7 +94,7 @@ def im_weights(roles: np.ndarray) -> np.ndarray:
     return _as_weights(~np.isin(np.asarray(roles, np.uint8), _NOT_TRAINED_BY_IM))
 
 
-def im_seed_weights(roles: np.ndarray) -> np.ndarray:
+def im_authors_weights(roles: np.ndarray) -> np.ndarray:
     """The authors' ``--use_lm_loss`` labels: BOS and the first system/user header masked."""
     roles = np.asarray(roles, np.uint8)
     trained = np.ones(len(roles), bool)
@@ -109,6 +113,17 @@ def weighted_weights(roles: np.ndarray, prompt_weight: float) -> np.ndarray:
     return np.where(prompt, np.float32(prompt_weight), response).astype(np.float32)
 
 
+def resolve_policy(policy: str) -> str:
+    """The policy's current name; a deprecated name is accepted with a warning in the log."""
+    if policy in DEPRECATED_POLICIES:
+        logging.getLogger(__name__).warning("label policy %r is deprecated: it is now called %r", policy,
+                                            DEPRECATED_POLICIES[policy])
+        return DEPRECATED_POLICIES[policy]
+    if policy not in POLICIES:
+        raise ValueError(f"unknown label policy {policy!r} (expected one of {', '.join(POLICIES)})")
+    return policy
+
+
 def label_weights(policy: str, roles: np.ndarray, prompt_weight: float | None = None) -> np.ndarray:
     """Weights of one example under the named policy."""
     if policy == "weighted":
@@ -117,7 +132,8 @@ def label_weights(policy: str, roles: np.ndarray, prompt_weight: float | None = 
         return weighted_weights(roles, prompt_weight)
     if prompt_weight is not None:
         raise ValueError(f"policy {policy!r} takes no prompt_weight")
-    functions = {"it": it_weights, "im": im_weights, "im_seed": im_seed_weights}
+    policy = DEPRECATED_POLICIES.get(policy, policy)  # resolve_policy has said so once
+    functions = {"it": it_weights, "im": im_weights, "im_authors": im_authors_weights}
     if policy not in functions:
         raise ValueError(f"unknown label policy {policy!r} (expected one of {', '.join(POLICIES)})")
     return functions[policy](roles)

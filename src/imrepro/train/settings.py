@@ -27,7 +27,7 @@ class TrainSettings:
     output_dir: str = _doc("final model directory; written atomically at the end", MISSING)
     scratch_dir: str = _doc("resumable checkpoints (not a Snakemake output)", MISSING)
     # --- the method
-    labels: str = _doc("label policy: it, im, im_seed or weighted", "it")
+    labels: str = _doc("label policy: it, im, im_authors or weighted", "it")
     prompt_weight: float | None = _doc("instruction-token weight of the weighted policy (0 = it, 1 = im)")
     neftune_alpha: float | None = _doc("NEFTune noise alpha; None = no noise")
     kl_lambda: float | None = _doc("weight of the authors' KL term; None = no KL")

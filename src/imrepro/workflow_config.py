@@ -39,16 +39,16 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        epochs = int(self.epochs) if float(self.epochs).is_integer() else self.epochs
-        return f"{self.model}__{self.dataset}__{self.method}__ep{epochs}"
+        return f"{self.model}__{self.dataset}__{self.method}__ep{id_number(self.epochs)}"
 
 
-def _fmt(number: float) -> str:
+def id_number(number: float) -> str:
+    """A number as ids write it (run ids, subset names): 2 -> "2", 0.5 -> "0p5" (no dot in a name)."""
     return str(int(number)) if float(number).is_integer() else str(number).replace(".", "p")
 
 
 def ratio_subset_name(source: str, target: float) -> str:
-    return f"{source}_ratio{_fmt(target)}"
+    return f"{source}_ratio{id_number(target)}"
 
 
 def size_subset_name(source: str, size: int) -> str:

@@ -288,33 +288,6 @@ def _paper_table_value(paper: pd.DataFrame, table: str, dataset: str, method: st
     return math.nan
 
 
-# ----------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------
-
-def fig1(inputs: Inputs) -> Figure:
-    """Paper Fig. 1: IT vs IM per training set, NLP mean (18 tasks) and AlpacaEval 1.0 win rate."""
-    fig = _figure("Fig. 1: IT vs IM per training set (LLaMA-2-7B in the paper; markers: paper values)",
-                  inputs.label, (12, 4.8))
-    axes = fig.subplots(1, 2)
-    spec = TABLES["table1"]
-    epochs = main_epochs(inputs.runs, inputs.epochs)
-    table1 = set(table_runs(spec, inputs.runs, inputs.eval_long, paper_row_keys(spec, inputs.paper), epochs)["run"])
-    for ax, (benchmark, metric, ylabel) in zip(axes, NLP_AND_ALPACA_EVAL_1, strict=True):
-        frame = method_values(inputs, benchmark, metric)
-        frame = frame[frame["run"].isin(table1)]
-        if _panel_title(ax, ylabel, frame):
-            _message_only(ax, NOT_RUN + "IT and IM runs on the Table 1 training sets (run group table1).")
-            continue
-        paper = {(r.dataset_label, r.method_paper_name): _paper_table_value(
-            inputs.paper, "Table 1", r.compare_dataset, r.method_paper_name, benchmark)
-            for r in frame.itertuples()
-            if r.method_paper_name != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
-        _method_bars(ax, frame, ylabel, paper)
-    _figure_legend(fig, axes)
-    return fig
-
-
 def _panel_title(ax, ylabel: str, frame: pd.DataFrame) -> bool:
     """Title a bar panel (with the partial-mean note where it applies); True if ``frame`` is empty."""
     title = ylabel + (f"\n{PARTIAL_NOTE}" if _any_partial(frame) else "")
@@ -328,82 +301,6 @@ def _method_bars(ax, frame: pd.DataFrame, ylabel: str, paper: dict | None = None
     values = {(r.dataset_label, r.method_paper_name): r.value for r in frame.itertuples()}
     _grouped_bars(ax, groups, _methods_present(frame), values, paper)
     ax.set_ylabel(ylabel)
-
-
-def fig5(inputs: Inputs) -> Figure:
-    """Paper Fig. 5: IT vs IM on the Table 1 training sets for LLaMA-2-13B (top) and OPT-6.7B (bottom),
-    NLP mean (left) and AlpacaEval 1.0 (right). The paper prints these bars without numbers, so no paper
-    markers; a model without runs says so. Runs are found by paper model name (``compare_model``), so
-    ``Inputs.model`` does not apply."""
-    fig = _figure("Fig. 5: IT vs IM on other base models (the paper prints no numbers for these bars)",
-                  inputs.label, (12, 8.8))
-    axes = fig.subplots(len(FIG5_MODELS), 2, squeeze=False)
-    table1_sets = {name_key(d) for _, d, _ in paper_row_keys(TABLES["table1"], inputs.paper)}
-    trained = inputs.runs[~inputs.runs["is_base"]]
-    for row, paper_model in zip(axes, FIG5_MODELS, strict=True):
-        keys = trained.loc[trained["compare_model"].map(name_key) == name_key(paper_model), "model"]
-        for ax, (benchmark, metric, ylabel) in zip(row, NLP_AND_ALPACA_EVAL_1, strict=True):
-            frame = pd.DataFrame(columns=["value", "note"])
-            if len(keys):
-                frame = method_values(replace(inputs, model=keys.iloc[0]), benchmark, metric)
-                frame = frame[frame["compare_dataset"].map(name_key).isin(table1_sets)]
-            if _panel_title(ax, f"{paper_model}: {ylabel}", frame):
-                _message_only(ax, NOT_RUN + f"IT and IM runs of {paper_model} on the Table 1 training sets "
-                              "(run group fig5_other_models).")
-                continue
-            _method_bars(ax, frame, ylabel)
-    _figure_legend(fig, axes.ravel())
-    return fig
-
-
-def fig2(inputs: Inputs) -> Figure:
-    """Paper Fig. 2: relative AlpacaEval 1.0 gain of IM over IT vs instruction/output ratio (left) and vs
-    the number of training examples (right), log x, least-squares fit; paper's digitised points overlaid."""
-    fig = _figure("Fig. 2: relative AlpacaEval 1.0 gain of IM over IT, (IM - IT) / IT", inputs.label, (13, 5.2))
-    axes = fig.subplots(1, 2)
-    points, skipped = gain_points(inputs)
-    panels = (("left", points[~points["size_study"]], "ratio_instruction_output",
-               "instruction / output length ratio (log scale)",
-               "IT and IM runs on training sets of different instruction/output ratios (run group fig2_ratio)"),
-              ("right", points[points["size_study"]], "n_examples", "number of training examples (log scale)",
-               "IT and IM runs on the size-study subsets, dataset keys <source>_n<size> (run group fig2_size)"))
-    for ax, (side, ours, xcol, xlabel, needs) in zip(axes, panels, strict=True):
-        paper_points, paper_fit = paper_fig2(inputs.paper, side)
-        texts = []
-        if not paper_points.empty:
-            ax.plot(paper_points["x"], paper_points["y"], "o", mfc="none", color="grey", label="paper (digitised)")
-        if paper_fit:
-            texts.append(("paper: " + fit_equation(*paper_fit), "grey"))
-            _fit_line(ax, paper_points["x"] if not paper_points.empty else ours[xcol], paper_fit, "grey", "--")
-        ours = ours[np.isfinite(ours[xcol].astype(float)) & (ours[xcol].astype(float) > 0)]
-        ax.set_xscale("log")
-        if ours.empty:
-            _message(ax, NOT_RUN + needs + ".")
-        else:
-            ax.plot(ours[xcol], ours["gain"], "o", color=COLOURS[IM], label="ours")
-            fit = fit_log_linear(ours[xcol], ours["gain"])
-            if fit:
-                _fit_line(ax, ours[xcol], fit, COLOURS[IM], "-")
-                texts.append(("ours: " + fit_equation(*fit), COLOURS[IM]))
-            else:
-                texts.append(("ours: a fit needs two or more distinct x", COLOURS[IM]))
-        if skipped and side == "left":
-            texts.append((f"left out (IT win rate 0 or a score missing): {len(skipped)}", "firebrick"))
-        for i, (text, colour) in enumerate(texts):
-            ax.text(0.02, 0.97 - 0.07 * i, text, transform=ax.transAxes, va="top", fontsize=9, color=colour,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
-        ax.axhline(0, color="lightgrey", linewidth=0.8)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("relative improvement of IM over IT (%)")
-        ax.set_title("Left: gain vs instruction/output ratio" if side == "left"
-                     else "Right: gain vs number of training examples", fontsize=10)
-        # head room for the fit equations (upper left) and the legend (upper right): no data beneath them
-        bottom, top = ax.get_ylim()
-        ax.set_ylim(bottom, bottom + (top - bottom) / (1 - 0.05 - max(0.07 * len(texts), 0.12)))
-        ax.legend(fontsize=8, loc="upper right")
-        if not ours.empty:
-            _annotate(ax, ours[xcol], ours["gain"], ours["label"])
-    return fig
 
 
 def _annotate(ax, xs, ys, labels, fontsize: float = 7) -> None:
@@ -445,60 +342,6 @@ def _fit_line(ax, xs, fit: tuple[float, float], colour: str, style: str) -> None
         return
     grid = np.geomspace(xs.min(), xs.max(), 100) if xs.min() < xs.max() else xs
     ax.plot(grid, fit[0] * np.log(grid) + fit[1], style, color=colour, linewidth=1.2)
-
-
-def fig3(inputs: Inputs) -> Figure:
-    """Paper Fig. 3 (and 8, 9): per-example output-token loss on the training set and on held-out data,
-    IT vs IM, from the loss files; the paper's mean losses as dashed lines where it printed them."""
-    runs = inputs.runs.set_index("run")
-    frames = []
-    for item in inputs.losses:
-        if item["run"] not in runs.index:
-            raise ValueError(f"loss file of run {item['run']!r}: run not in runs.csv")
-        row = runs.loc[item["run"]]
-        if row["is_base"] or row["method_paper_name"] not in METHODS:
-            continue
-        frames.append({"run": item["run"], "dataset": row["dataset"], "label": row["dataset_label"],
-                       "compare": row["compare_dataset"], "compare_model": row["compare_model"],
-                       "method": row["method_paper_name"], "train": item["train"], "heldout": item["heldout"]})
-    data = pd.DataFrame(frames, columns=["run", "dataset", "label", "compare", "compare_model", "method",
-                                         "train", "heldout"])
-    if inputs.datasets:
-        wanted = {name_key(d) for d in inputs.datasets}
-        data = data[[any(name_key(x) in wanted for x in (r.dataset, r.label, r.compare)) for r in data.itertuples()]]
-    data = data.groupby("dataset").filter(lambda g: IT in set(g["method"]) and bool(set(g["method"]) - {IT}))
-    datasets = list(dict.fromkeys(data["dataset"]))
-    fig = _figure("Fig. 3: per-example loss on output tokens, training set vs held-out set",
-                  inputs.label, (11, 3.4 * max(len(datasets), 1) + 0.8))
-    if not datasets:
-        _message_only(fig.subplots(1, 1), NOT_RUN + "output-loss files (output_loss.json) of IT and IM runs on the "
-                      "same training set, passed with --loss.")
-        return fig
-    axes = fig.subplots(len(datasets), 2, squeeze=False)
-    for (ax_train, ax_test), dataset in zip(axes, datasets, strict=True):
-        group = data[data["dataset"] == dataset]
-        for ax, part, what in ((ax_train, "train", "training set"), (ax_test, "heldout", "held-out set")):
-            losses = {r.method: np.asarray(getattr(r, part)["losses"], dtype=float) for r in group.itertuples()}
-            finite = np.concatenate([v[np.isfinite(v)] for v in losses.values()] + [np.zeros(0)])
-            bins = np.linspace(finite.min(), finite.max(), 30) if finite.size and np.ptp(finite) > 0 else 10
-            for method in METHODS:
-                if method not in losses:
-                    continue
-                values = losses[method][np.isfinite(losses[method])]
-                if values.size:
-                    ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.25, color=COLOURS[method])
-                    ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.4, color=COLOURS[method],
-                            label=f"{method} (mean {values.mean():.2f}, n={values.size})")
-                paper_mean = _paper_loss(inputs.paper, group.iloc[0], method, part)
-                if present(paper_mean):
-                    _paper_mean_line(ax, paper_mean, finite, method)
-            if not finite.size:
-                _message(ax, f"no per-example losses on the {what} in the loss files")
-            ax.set_title(_fig3_title(ax, group.iloc[0], part, what), fontsize=10)
-            ax.set_xlabel("mean loss per example (output tokens)")
-            ax.set_ylabel("density")
-            _legend_above_data(ax, fontsize=7)
-    return fig
 
 
 def _fig3_title(ax, first, part: str, what: str) -> str:
@@ -580,6 +423,137 @@ def _epoch_figure(inputs: Inputs, title: str, benchmark: str, metrics: Sequence[
     return fig
 
 
+# ----------------------------------------------------------------------------------------------
+# Figures, in the paper's order
+# ----------------------------------------------------------------------------------------------
+
+def fig1(inputs: Inputs) -> Figure:
+    """Paper Fig. 1: IT vs IM per training set, NLP mean (18 tasks) and AlpacaEval 1.0 win rate."""
+    fig = _figure("Fig. 1: IT vs IM per training set (LLaMA-2-7B in the paper; markers: paper values)",
+                  inputs.label, (12, 4.8))
+    axes = fig.subplots(1, 2)
+    spec = TABLES["table1"]
+    epochs = main_epochs(inputs.runs, inputs.epochs)
+    table1 = set(table_runs(spec, inputs.runs, inputs.eval_long, paper_row_keys(spec, inputs.paper), epochs)["run"])
+    for ax, (benchmark, metric, ylabel) in zip(axes, NLP_AND_ALPACA_EVAL_1, strict=True):
+        frame = method_values(inputs, benchmark, metric)
+        frame = frame[frame["run"].isin(table1)]
+        if _panel_title(ax, ylabel, frame):
+            _message_only(ax, NOT_RUN + "IT and IM runs on the Table 1 training sets (run group table1).")
+            continue
+        paper = {(r.dataset_label, r.method_paper_name): _paper_table_value(
+            inputs.paper, "Table 1", r.compare_dataset, r.method_paper_name, benchmark)
+            for r in frame.itertuples()
+            if r.method_paper_name != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
+        _method_bars(ax, frame, ylabel, paper)
+    _figure_legend(fig, axes)
+    return fig
+
+
+def fig2(inputs: Inputs) -> Figure:
+    """Paper Fig. 2: relative AlpacaEval 1.0 gain of IM over IT vs instruction/output ratio (left) and vs
+    the number of training examples (right), log x, least-squares fit; paper's digitised points overlaid."""
+    fig = _figure("Fig. 2: relative AlpacaEval 1.0 gain of IM over IT, (IM - IT) / IT", inputs.label, (13, 5.2))
+    axes = fig.subplots(1, 2)
+    points, skipped = gain_points(inputs)
+    panels = (("left", points[~points["size_study"]], "ratio_instruction_output",
+               "instruction / output length ratio (log scale)",
+               "IT and IM runs on training sets of different instruction/output ratios (run group fig2_ratio)"),
+              ("right", points[points["size_study"]], "n_examples", "number of training examples (log scale)",
+               "IT and IM runs on the size-study subsets, dataset keys <source>_n<size> (run group fig2_size)"))
+    for ax, (side, ours, xcol, xlabel, needs) in zip(axes, panels, strict=True):
+        paper_points, paper_fit = paper_fig2(inputs.paper, side)
+        texts = []
+        if not paper_points.empty:
+            ax.plot(paper_points["x"], paper_points["y"], "o", mfc="none", color="grey", label="paper (digitised)")
+        if paper_fit:
+            texts.append(("paper: " + fit_equation(*paper_fit), "grey"))
+            _fit_line(ax, paper_points["x"] if not paper_points.empty else ours[xcol], paper_fit, "grey", "--")
+        ours = ours[np.isfinite(ours[xcol].astype(float)) & (ours[xcol].astype(float) > 0)]
+        ax.set_xscale("log")
+        if ours.empty:
+            _message(ax, NOT_RUN + needs + ".")
+        else:
+            ax.plot(ours[xcol], ours["gain"], "o", color=COLOURS[IM], label="ours")
+            fit = fit_log_linear(ours[xcol], ours["gain"])
+            if fit:
+                _fit_line(ax, ours[xcol], fit, COLOURS[IM], "-")
+                texts.append(("ours: " + fit_equation(*fit), COLOURS[IM]))
+            else:
+                texts.append(("ours: a fit needs two or more distinct x", COLOURS[IM]))
+        if skipped and side == "left":
+            texts.append((f"left out (IT win rate 0 or a score missing): {len(skipped)}", "firebrick"))
+        for i, (text, colour) in enumerate(texts):
+            ax.text(0.02, 0.97 - 0.07 * i, text, transform=ax.transAxes, va="top", fontsize=9, color=colour,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        ax.axhline(0, color="lightgrey", linewidth=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("relative improvement of IM over IT (%)")
+        ax.set_title("Left: gain vs instruction/output ratio" if side == "left"
+                     else "Right: gain vs number of training examples", fontsize=10)
+        # head room for the fit equations (upper left) and the legend (upper right): no data beneath them
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, bottom + (top - bottom) / (1 - 0.05 - max(0.07 * len(texts), 0.12)))
+        ax.legend(fontsize=8, loc="upper right")
+        if not ours.empty:
+            _annotate(ax, ours[xcol], ours["gain"], ours["label"])
+    return fig
+
+
+def fig3(inputs: Inputs) -> Figure:
+    """Paper Fig. 3 (and 8, 9): per-example output-token loss on the training set and on held-out data,
+    IT vs IM, from the loss files; the paper's mean losses as dashed lines where it printed them."""
+    runs = inputs.runs.set_index("run")
+    frames = []
+    for item in inputs.losses:
+        if item["run"] not in runs.index:
+            raise ValueError(f"loss file of run {item['run']!r}: run not in runs.csv")
+        row = runs.loc[item["run"]]
+        if row["is_base"] or row["method_paper_name"] not in METHODS:
+            continue
+        frames.append({"run": item["run"], "dataset": row["dataset"], "label": row["dataset_label"],
+                       "compare": row["compare_dataset"], "compare_model": row["compare_model"],
+                       "method": row["method_paper_name"], "train": item["train"], "heldout": item["heldout"]})
+    data = pd.DataFrame(frames, columns=["run", "dataset", "label", "compare", "compare_model", "method",
+                                         "train", "heldout"])
+    if inputs.datasets:
+        wanted = {name_key(d) for d in inputs.datasets}
+        data = data[[any(name_key(x) in wanted for x in (r.dataset, r.label, r.compare)) for r in data.itertuples()]]
+    data = data.groupby("dataset").filter(lambda g: IT in set(g["method"]) and bool(set(g["method"]) - {IT}))
+    datasets = list(dict.fromkeys(data["dataset"]))
+    fig = _figure("Fig. 3: per-example loss on output tokens, training set vs held-out set",
+                  inputs.label, (11, 3.4 * max(len(datasets), 1) + 0.8))
+    if not datasets:
+        _message_only(fig.subplots(1, 1), NOT_RUN + "output-loss files (output_loss.json) of IT and IM runs on the "
+                      "same training set, passed with --loss.")
+        return fig
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for (ax_train, ax_test), dataset in zip(axes, datasets, strict=True):
+        group = data[data["dataset"] == dataset]
+        for ax, part, what in ((ax_train, "train", "training set"), (ax_test, "heldout", "held-out set")):
+            losses = {r.method: np.asarray(getattr(r, part)["losses"], dtype=float) for r in group.itertuples()}
+            finite = np.concatenate([v[np.isfinite(v)] for v in losses.values()] + [np.zeros(0)])
+            bins = np.linspace(finite.min(), finite.max(), 30) if finite.size and np.ptp(finite) > 0 else 10
+            for method in METHODS:
+                if method not in losses:
+                    continue
+                values = losses[method][np.isfinite(losses[method])]
+                if values.size:
+                    ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.25, color=COLOURS[method])
+                    ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.4, color=COLOURS[method],
+                            label=f"{method} (mean {values.mean():.2f}, n={values.size})")
+                paper_mean = _paper_loss(inputs.paper, group.iloc[0], method, part)
+                if present(paper_mean):
+                    _paper_mean_line(ax, paper_mean, finite, method)
+            if not finite.size:
+                _message(ax, f"no per-example losses on the {what} in the loss files")
+            ax.set_title(_fig3_title(ax, group.iloc[0], part, what), fontsize=10)
+            ax.set_xlabel("mean loss per example (output tokens)")
+            ax.set_ylabel("density")
+            _legend_above_data(ax, fontsize=7)
+    return fig
+
+
 def fig4(inputs: Inputs) -> Figure:
     """Paper Fig. 4: mean of the 18 NLP tasks vs training epochs, IT vs IM per training set."""
     return _epoch_figure(inputs, "Fig. 4: mean of 18 NLP tasks vs epochs (the instruction-tuning tax)",
@@ -587,18 +561,29 @@ def fig4(inputs: Inputs) -> Figure:
                          "IT and IM runs of one training set at two or more epoch counts (run group epoch_sweep).")
 
 
-def fig10(inputs: Inputs) -> Figure:
-    """Paper Fig. 10: AlpacaEval 1.0 win rate vs training epochs, IT vs IM per training set."""
-    return _epoch_figure(inputs, "Fig. 10: AlpacaEval 1.0 win rate vs epochs", "AlpacaEval 1.0", ["win_rate"],
-                         "AlpacaEval 1.0 win rate (%)",
-                         "IT and IM runs of one training set at two or more epoch counts (run group epoch_sweep).")
-
-
-def fig11(inputs: Inputs) -> Figure:
-    """Paper Fig. 11: average AlpacaEval output length vs training epochs, IT vs IM per training set."""
-    fig = _epoch_figure(inputs, "Fig. 11: AlpacaEval output length vs epochs", "AlpacaEval 1.0", ["avg_length"],
-                        "avg output length (AlpacaEval)",
-                        "IT and IM runs of one training set at two or more epoch counts (run group epoch_sweep).")
+def fig5(inputs: Inputs) -> Figure:
+    """Paper Fig. 5: IT vs IM on the Table 1 training sets for LLaMA-2-13B (top) and OPT-6.7B (bottom),
+    NLP mean (left) and AlpacaEval 1.0 (right). The paper prints these bars without numbers, so no paper
+    markers; a model without runs says so. Runs are found by paper model name (``compare_model``), so
+    ``Inputs.model`` does not apply."""
+    fig = _figure("Fig. 5: IT vs IM on other base models (the paper prints no numbers for these bars)",
+                  inputs.label, (12, 8.8))
+    axes = fig.subplots(len(FIG5_MODELS), 2, squeeze=False)
+    table1_sets = {name_key(d) for _, d, _ in paper_row_keys(TABLES["table1"], inputs.paper)}
+    trained = inputs.runs[~inputs.runs["is_base"]]
+    for row, paper_model in zip(axes, FIG5_MODELS, strict=True):
+        keys = trained.loc[trained["compare_model"].map(name_key) == name_key(paper_model), "model"]
+        for ax, (benchmark, metric, ylabel) in zip(row, NLP_AND_ALPACA_EVAL_1, strict=True):
+            frame = pd.DataFrame(columns=["value", "note"])
+            if len(keys):
+                frame = method_values(replace(inputs, model=keys.iloc[0]), benchmark, metric)
+                frame = frame[frame["compare_dataset"].map(name_key).isin(table1_sets)]
+            if _panel_title(ax, f"{paper_model}: {ylabel}", frame):
+                _message_only(ax, NOT_RUN + f"IT and IM runs of {paper_model} on the Table 1 training sets "
+                              "(run group fig5_other_models).")
+                continue
+            _method_bars(ax, frame, ylabel)
+    _figure_legend(fig, axes.ravel())
     return fig
 
 
@@ -625,8 +610,22 @@ def fig6(inputs: Inputs) -> Figure:
     return fig
 
 
-BUILDERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig6": fig6, "fig10": fig10,
-            "fig11": fig11}
+def fig10(inputs: Inputs) -> Figure:
+    """Paper Fig. 10: AlpacaEval 1.0 win rate vs training epochs, IT vs IM per training set."""
+    return _epoch_figure(inputs, "Fig. 10: AlpacaEval 1.0 win rate vs epochs", "AlpacaEval 1.0", ["win_rate"],
+                         "AlpacaEval 1.0 win rate (%)",
+                         "IT and IM runs of one training set at two or more epoch counts (run group epoch_sweep).")
+
+
+def fig11(inputs: Inputs) -> Figure:
+    """Paper Fig. 11: average AlpacaEval output length vs training epochs, IT vs IM per training set."""
+    fig = _epoch_figure(inputs, "Fig. 11: AlpacaEval output length vs epochs", "AlpacaEval 1.0", ["avg_length"],
+                        "avg output length (AlpacaEval)",
+                        "IT and IM runs of one training set at two or more epoch counts (run group epoch_sweep).")
+    return fig
+
+
+BUILDERS = {name: globals()[name] for name in FIGURES}  # each figure's builder is the function of its name
 
 
 def make_figure(name: str, inputs: Inputs) -> Figure:

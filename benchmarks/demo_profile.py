@@ -1,13 +1,13 @@
 """Where a finished Snakemake run spent its time: jobs and job-seconds per rule, and the run's wall time.
 
-    python benchmarks/demo_profile.py                      # the newest .snakemake/log, results/benchmarks
+    python benchmarks/demo_profile.py                      # the newest .snakemake/log, results/timings
     python benchmarks/demo_profile.py --log .snakemake/log/2026-12-04T013608.123456.snakemake.log
 
 Two sources, both written by every run:
   * Snakemake's log (``.snakemake/log/*.snakemake.log``): each job from the time stamp before its
     ``rule <name>:`` block to the one before ``Finished jobid: <n>``, whole seconds, for every rule; the wall
     time from the first to the last time stamp;
-  * the ``benchmark:`` files (``results/benchmarks/<rule>/...tsv``, columns ``s`` and ``cpu_time``): the
+  * the ``benchmark:`` files (``results/timings/<rule>/...tsv``, columns ``s`` and ``cpu_time``): the
     measured wall and CPU seconds of each job of the heavy rules (training, model evaluation, judging); CPU
     seconds do not grow when other processes share the machine, wall seconds do.
 Job-seconds exceed wall time by the parallelism (``--cores``). ``make profile`` runs this after ``make demo``.
@@ -53,7 +53,7 @@ def parse_log(path: Path) -> tuple[dict[str, list[float]], float]:
     return dict(jobs), (stamp - first).total_seconds()
 
 
-def read_benchmarks(root: Path) -> dict[str, list[tuple[float, float]]]:
+def read_timings(root: Path) -> dict[str, list[tuple[float, float]]]:
     """{rule: [(wall s, CPU s) of each job]} from ``root/<rule>/**/*.tsv`` (Snakemake benchmark files)."""
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for path in sorted(root.glob("*/**/*.tsv")):
@@ -97,12 +97,12 @@ def render(log_jobs: dict[str, list[float]], bench: dict[str, list[tuple[float, 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", type=Path, help="a Snakemake log (default: the newest in .snakemake/log)")
-    parser.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"),
-                        help="the run's benchmark folder (default: %(default)s)")
+    parser.add_argument("--timings", type=Path, default=Path("results/timings"),
+                        help="the run's benchmark: files, one folder per rule (default: %(default)s)")
     args = parser.parse_args(argv)
     log = args.log or newest_log(Path(".snakemake/log"))
     log_jobs, wall = parse_log(log)
-    bench = read_benchmarks(args.benchmarks) if args.benchmarks.is_dir() else {}
+    bench = read_timings(args.timings) if args.timings.is_dir() else {}
     print(render(log_jobs, bench, wall, log))
 
 

@@ -82,6 +82,11 @@ def method_seed(method):
     return CHECKED_CONFIG["methods"][method].get("seed", CHECKED_CONFIG["training"]["seed"])
 
 
+def timing_path(rule, job):
+    """A rule's `benchmark:` file (Snakemake's wall/CPU/memory record of one job; not an evaluation benchmark)."""
+    return f"{RESULTS}/timings/{rule}/{job}.tsv"
+
+
 def train_dir(run):
     """The fine-tuned model of ``run`` (a workflow_config.Run, or a run id such as "{run}")."""
     return f"{RESULTS}/train/{getattr(run, 'run_id', run)}"

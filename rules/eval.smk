@@ -36,7 +36,7 @@ rule lm_eval:  # one job per model: all of its lm-eval tasks, one model load
     log:
         f"{EVAL_LOGS}/lm_eval/{{target}}.log",
     benchmark:
-        f"{EVAL_BENCHMARKS}/lm_eval/{{target}}.tsv"
+        timing_path("lm_eval", "{target}")
     params:
         script=script_path("eval_lm_eval.py"),
         model_dir=get_model_dir,
@@ -60,7 +60,7 @@ rule model_outputs:  # one job per model: everything the model itself writes (MO
     log:
         f"{EVAL_LOGS}/model_outputs/{{target}}.log",
     benchmark:
-        f"{EVAL_BENCHMARKS}/model_outputs/{{target}}.tsv"
+        timing_path("model_outputs", "{target}")
     params:
         script=script_path("eval_model_outputs.py"),
         model_dir=get_model_dir,
@@ -86,7 +86,7 @@ rule eval_result:  # a result of a per-model job at its own path, eval_path(targ
     log:
         f"{EVAL_LOGS}/eval_result/{{target}}/{{benchmark}}.log",
     params:
-        source=lambda w, input: f"{input}/{w.benchmark}.json",
+        source=get_copied_result_file,
     wildcard_constraints:
         benchmark="|".join(COPIED_RESULTS),
     conda:
@@ -104,7 +104,7 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
     log:
         f"{EVAL_LOGS}/humaneval/{{target}}.log",
     benchmark:
-        f"{EVAL_BENCHMARKS}/humaneval/{{target}}.tsv"
+        timing_path("humaneval", "{target}")
     params:
         script=script_path("eval_humaneval.py"),
         completions=MODEL_OUTPUTS["humaneval"]["humaneval"],
@@ -135,7 +135,7 @@ rule judge_mt_bench:
     log:
         f"{EVAL_LOGS}/judge/{{target}}/mt_bench.log",
     benchmark:
-        f"{EVAL_BENCHMARKS}/judge_mt_bench/{{target}}.tsv"
+        timing_path("judge_mt_bench", "{target}")
     params:
         script=script_path("eval_mt_bench_judge.py"),
         answers=MODEL_OUTPUTS["mt_bench"]["mt_bench"],
@@ -160,7 +160,7 @@ rule judge_alpaca_eval:
     log:
         f"{EVAL_LOGS}/judge/{{target}}/alpaca_eval_{{version}}.log",
     benchmark:
-        f"{EVAL_BENCHMARKS}/judge_alpaca_eval/{{target}}_{{version}}.tsv"
+        timing_path("judge_alpaca_eval", "{target}_{version}")
     params:
         script=script_path("eval_alpaca_eval.py"),
         outputs=MODEL_OUTPUTS["alpaca_eval"]["alpaca_eval"],

@@ -1,6 +1,6 @@
 # The evaluation stage's paths, input functions and parameters (functions only: rules/eval.smk includes it;
 # what the report stage reads too, TARGETS, EVAL and eval_path, is in common.smk).
-from imrepro.eval.lm_eval_tasks import LOCAL_TASKS
+from imrepro.eval.lm_eval_tasks import LOCAL_TASKS, result_path
 
 
 # ---- paths: every output of the stage, defined once ---------------------------------------------
@@ -11,7 +11,6 @@ MODEL_OUTPUTS_DIR = f"{EVAL_DIR}/model_outputs"  # the model job's folder (MODEL
 ALPACA_EVAL_QUESTIONS = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
 MT_BENCH_QUESTIONS = repo_path("resources/eval/mt_bench/question.jsonl")
 EVAL_LOGS = f"{LOGS}/eval"
-EVAL_BENCHMARKS = f"{RESULTS}/benchmarks"  # <rule>/<job>.tsv, as training
 
 
 # ---- input functions and parameters ---------------------------------------------------------------
@@ -170,6 +169,13 @@ def get_copied_result(wildcards):
         raise ValueError(f"'{wildcards.benchmark}' has no shipped data (evaluation.lm_eval.source: local): "
                          f"{target.target_id}'s summary lists it as not shipped")
     return COPIED_RESULTS[wildcards.benchmark].format(target=wildcards.target)
+
+
+def get_copied_result_file(wildcards):
+    """Params function (eval_result): the result file in that folder."""
+    if wildcards.benchmark in catalogue.LM_EVAL_TASKS:
+        return str(result_path(LM_EVAL_DIR.format(target=wildcards.target), wildcards.benchmark))
+    return model_output(wildcards.benchmark, wildcards.benchmark, wildcards.target)
 
 
 def get_lm_eval_flags(wildcards):

@@ -59,7 +59,7 @@ rule train_model:
     log:
         f"{LOGS}/train/train_model/{{run}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_model/{{run}}.tsv"
+        timing_path("train_model", "{run}")
     params:
         script=script_path("train.py"),
         launcher=get_train_launcher,

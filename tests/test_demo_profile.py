@@ -31,11 +31,11 @@ Finished jobid: 9 (Rule: table5)
 def test_profile_counts_job_seconds_per_rule(tmp_path):
     log = tmp_path / "run.snakemake.log"
     log.write_text(LOG)
-    bench = tmp_path / "benchmarks" / "model_outputs"
+    bench = tmp_path / "timings" / "model_outputs"
     bench.mkdir(parents=True)
     (bench / "a.tsv").write_text("s\th:m:s\tcpu_time\n13.5\t0:00:13\t12.0\n")
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "demo_profile.py"), "--log", str(log),
-                             "--benchmarks", str(tmp_path / "benchmarks")], capture_output=True, text=True, check=True)
+                             "--timings", str(tmp_path / "timings")], capture_output=True, text=True, check=True)
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[3:] if line.strip()}
     assert "wall 23 s" in result.stdout and "3 jobs, 26 job-s" in result.stdout
     assert lines["model_outputs"][1:5] == ["2", "24", "12.0", "92.3%"]  # 14 s + 10 s, both jobs of the rule

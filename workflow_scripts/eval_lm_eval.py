@@ -8,7 +8,8 @@ a task without shipped data gets status "not_shipped" (exit 0; the model is not 
 --source harness: the standard harness tasks (their data come from the Hugging Face hub: needs network).
 --num-fewshot TASK=N overrides the paper's shots of one task (repeatable).
 
-Output: one JSON per task, <output-dir>/<task key>.json (the workflow's results/eval/<model>/<task>.json):
+Output: one JSON per task, <output-dir>/<task key>.json (lm_eval_tasks.result_path; the workflow copies it to
+results/eval/<model>/<task>.json):
 benchmark, kind ("lm_eval"), status ("scored" | "not_shipped"), value (the paper's fraction, TaskSpec scale
 applied; null if not shipped), metric, source, lm_eval_task, num_fewshot, limit, n_samples, model, versions,
 results (lm-eval's per-task/group rows); scored tasks add n_shot, device, dtype and, for local tasks that differ
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
-from imrepro.eval.lm_eval_tasks import SOURCES, SPECS, evaluate_tasks
+from imrepro.eval.lm_eval_tasks import SOURCES, SPECS, evaluate_tasks, result_path
 
 
 def _batch_size(text: str):
@@ -69,7 +70,7 @@ def main() -> None:
                              gen_kwargs=args.gen_kwargs)
     log = logging.getLogger("eval_lm_eval")
     for key, result in results.items():
-        with atomic_open(args.output_dir / f"{key}.json") as handle:
+        with atomic_open(result_path(args.output_dir, key)) as handle:
             json.dump(result, handle, indent=1, allow_nan=False)
             handle.write("\n")
         if result["status"] == "scored":

@@ -77,6 +77,11 @@ assert set(LOCAL_TASKS) == set(SPECS)
 PROMPT_SHOTS = {"truthfulqa_mc2": "6-QA preamble in the prompt", "bbh": "3 CoT exemplars per subtask"}
 
 
+def result_path(output_dir: str | os.PathLike, key: str) -> Path:
+    """Where eval_lm_eval.py writes one task's result (the workflow's rule eval_result copies it from there)."""
+    return Path(output_dir) / f"{key}.json"
+
+
 def spec_for(key: str) -> TaskSpec:
     if key == "humaneval":
         raise ValueError("humaneval is not an lm-eval task: workflow_scripts/eval_humaneval.py scores it")

@@ -14,7 +14,7 @@ def test_round_trip_and_bad_line(tmp_path):
     path.write_text('{"a": 1}\n\n{"b": 2\n', encoding="utf-8")
     rows = iter_jsonl(path)
     assert next(rows) == (1, {"a": 1})
-    with pytest.raises(ValueError, match=r"rows\.jsonl:3: not JSON"):
+    with pytest.raises(ValueError, match=r"rows\.jsonl:3: invalid JSON"):
         next(rows)
     write_jsonl(path, [{"b": "é"}], ensure_ascii=False)
     assert read_jsonl(path) == [{"b": "é"}] and path.read_text(encoding="utf-8") == '{"b": "é"}\n'

@@ -19,7 +19,7 @@ from typing import Any
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.errors import InputError
-from imrepro.core.jsonl import NotUtf8Error, utf8_lines
+from imrepro.core.jsonl import LineError, iter_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -67,24 +67,14 @@ def validate_example(example: Any, path: str | os.PathLike = "<memory>", line: i
             fail(key, f"expected a string, got {type(example[key]).__name__}")
 
 
-def _decoded_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    try:
-        yield from utf8_lines(path)
-    except NotUtf8Error as err:
-        raise DataFormatError(path, err.line, "<encoding>", err.problem) from None
-
-
 def read_messages_jsonl(path: str | os.PathLike) -> Iterator[Example]:
     """Yield the validated examples of a ``messages`` JSONL file (blank lines are skipped)."""
-    for line_no, line in _decoded_lines(path):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, line_no, "<json>", f"invalid JSON: {err.msg}") from None
-        validate_example(example, path, line_no)
-        yield example
+    try:
+        for line_no, example in iter_jsonl(path):
+            validate_example(example, path, line_no)
+            yield example
+    except LineError as err:  # not UTF-8, not JSON: the same file:line: field: what
+        raise DataFormatError(path, err.line, err.field, err.problem) from None
 
 
 def load_messages_jsonl(path: str | os.PathLike) -> list[Example]:

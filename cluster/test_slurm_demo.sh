@@ -35,7 +35,7 @@ export SLURM_LOCAL_KILL_WAIT=${SLURM_LOCAL_KILL_WAIT:-5}   # a timed-out job is 
 RESULTS=results_slurm
 LOGS=logs_slurm
 TRAIN_RUN=demo_llama__lima_head64__it__ep2   # one demo training run (cheapest: 8 optimizer steps)
-# rules that must run as SLURM jobs; copies of a rule for other benchmark lists (model_outputs_2) count as it
+# rules that must run as SLURM jobs (rule names are fixed: no per-config copies)
 JOB_RULES=(convert_dataset role_record train_model model_outputs lm_eval)
 LOCAL_RULES=(download_source dataset_stats table5 data prepare_model)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imrepro-slurm-test.XXXXXX")
@@ -109,8 +109,8 @@ if ((${#mem_cap[@]})); then
 fi
 declare -A planned
 for rule in "${JOB_RULES[@]}" "${LOCAL_RULES[@]}"; do
-    planned[$rule]=$(awk -v r="$rule" '$1 == "total" {exit} {name = $1; sub(/_[0-9]+$/, "", name)}
-        name == r && $2 ~ /^[0-9]+$/ {n += $2} END {print n + 0}' "$WORK/dryrun.log")
+    planned[$rule]=$(awk -v r="$rule" '$1 == "total" {exit}
+        $1 == r && $2 ~ /^[0-9]+$/ {n += $2} END {print n + 0}' "$WORK/dryrun.log")
 done
 say "dry run plans: $(for r in "${JOB_RULES[@]}"; do printf '%s=%s ' "$r" "${planned[$r]}"; done)"
 for rule in "${JOB_RULES[@]}"; do
@@ -163,7 +163,7 @@ run_id=$(sed -n 's/.*SLURM run ID: \([A-Za-z0-9_-]*\).*/\1/p' "$WORK/run.log" | 
 [[ -n $run_id ]] || fail "no 'SLURM run ID' in the snakemake log: did it use the slurm executor?"
 # "Job 4 has been submitted with SLURM jobid 1 (log: .../slurm_logs/rule_convert_dataset/lima/1.log)."
 sed -n 's/.*submitted with SLURM jobid \([0-9]*\) (log: .*\/rule_\([A-Za-z0-9_]*\)\/.*/\1 \2/p' \
-    "$WORK/run.log" | sed 's/_[0-9][0-9]*$//' >"$WORK/submitted.txt"
+    "$WORK/run.log" >"$WORK/submitted.txt"
 
 # SLURM's own record of every job of this run: "<jobid> <state>"
 jobcomp="$STATE_DIR/log/jobcomp.txt"

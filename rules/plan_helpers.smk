@@ -8,7 +8,7 @@ def get_plan_jobs():
     for run in workflow_config.runs(CHECKED_CONFIG):
         entry = CHECKED_CONFIG["datasets"][run.dataset]
         parent = CHECKED_CONFIG["datasets"].get(entry.get("from", ""), {})
-        args = entry.get("args") or {}
+        args = entry["args"]  # the schema default: {}
         jobs.append({
             "run_id": run.run_id, "model": run.model, "dataset": run.dataset, "epochs": run.epochs,
             "effective_batch_size": training["effective_batch_size"], "max_length": MAX_LENGTH,

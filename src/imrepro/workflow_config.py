@@ -186,7 +186,7 @@ def _check_methods(config: dict) -> None:
     """Label-policy parameters: ``weighted`` needs a prompt weight (its own or swept by every group that
     runs it); the other policies take none and train responses at weight 1."""
     swept = {}
-    for group, spec in config["run_groups"].items():
+    for spec in config["run_groups"].values():
         for method in spec["methods"]:
             swept.setdefault(method, []).append(set(spec.get("sweep", {})))
     for name, method in config["methods"].items():

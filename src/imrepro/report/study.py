@@ -243,7 +243,8 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
                 ys.append(a["mean"] - it["mean"])
                 errs.append(math.hypot(a["spread"], it["spread"]))
         if xs:
-            ax.errorbar(xs, ys, yerr=errs, color=colours[arm], marker="o", capsize=3, label=f"{names[arm]} − {names[reference]}")
+            ax.errorbar(xs, ys, yerr=errs, color=colours[arm], marker="o", capsize=3,
+                        label=f"{names[arm]} − {names[reference]}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("instruction/output length ratio (words)")

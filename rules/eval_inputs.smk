@@ -267,11 +267,11 @@ def runs_table_rows():
             row.update(dataset=run.dataset, dataset_paper_name=dataset.get("paper_name", run.dataset),
                        compare_as=dataset.get("compare_as", dataset.get("paper_name", "")), method=run.method,
                        method_paper_name=method.get("paper_name", run.method), epochs=run.epochs,
-                       train_dataset=run.train_dataset, data_seed=run.data_seed,
-                       swept=" ".join(name for name, _ in run.sweep), **run_settings(run))
+                       seed_draws_data=run.data_seed is not None, swept=" ".join(name for name, _ in run.sweep),
+                       **run_settings(run))
         else:
             row.update(dataset="", dataset_paper_name="none (base)", compare_as="none (base)", method="",
-                       method_paper_name="none", epochs="", train_dataset="", data_seed=None, swept="",
+                       method_paper_name="none", epochs="", seed_draws_data=False, swept="",
                        **dict.fromkeys(wc.RUN_SETTING_KEYS))
         rows.append(row)
     return rows

@@ -45,13 +45,13 @@ def _scores(run: str, seed: int) -> list[tuple]:
 
 
 def write_inputs(tmp_path: Path, runs: list[dict], overrides: dict | None = None,
-                 notes: dict | None = None) -> dict[str, Path]:
+                 notes: dict | None = None, fields: list[str] = RUN_FIELDS) -> dict[str, Path]:
     """runs.csv and eval_long.csv; ``overrides``: {(run, benchmark, metric): value or None}; ``notes``:
     {(run, benchmark, metric): note}, written as a fifth column ``note`` when given (else the old 4 columns)."""
     overrides = overrides or {}
     paths = {"runs": tmp_path / "runs.csv", "eval_long": tmp_path / "eval_long.csv"}
     with open(paths["runs"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(runs)
     rows = [row for i, run in enumerate(runs) for row in _scores(run["run"], i)]
@@ -532,3 +532,39 @@ def test_long_label_and_point_labels_stay_inside_the_figure(name, figure_inputs)
     for legend in fig.legends:  # one legend below the panels, covering none of them
         box = legend.get_window_extent(renderer)
         assert _inside(box, fig.bbox) and not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+
+
+DECLARED = {"it": ("it", "", ""), "im_seed": ("im_seed", "", ""), "im": ("im", "", ""),
+            "neftune": ("it", "5.0", ""), "it_kl_0.1": ("it", "", "0.1"), "": ("", "", "")}
+
+
+def _with_declared_attributes(tmp_path: Path, rename: bool):
+    """MAIN_RUNS as runs.csv writes them now (labels, NEFTune, KL, swept); ``rename``: every method's
+    paper_name replaced."""
+    runs = []
+    for run in MAIN_RUNS:
+        labels, alpha, kl = DECLARED[run["method"]]
+        runs.append({**run, "labels": labels, "neftune_alpha": alpha, "kl_lambda": kl, "swept": "",
+                     "method_paper_name": f"Renamed {run['method']}" if rename and run["method"] else
+                     run["method_paper_name"]})
+    fields = [*RUN_FIELDS, "labels", "neftune_alpha", "kl_lambda", "swept"]
+    (tmp_path / ("renamed" if rename else "as_is")).mkdir()
+    paths = write_inputs(tmp_path / ("renamed" if rename else "as_is"), runs, fields=fields)
+    return load_eval_long(paths["eval_long"]), load_runs(paths["runs"]), load_paper(PAPER_CSV)
+
+
+def test_renaming_a_paper_name_drops_no_row(tmp_path):
+    """Tables and figures find the paper's arms by the runs' declared attributes (labels policy, NEFTune,
+    KL), not by method_paper_name: renaming every method keeps every row, value and paper match."""
+    as_is, renamed = _with_declared_attributes(tmp_path, False), _with_declared_attributes(tmp_path, True)
+    assert list(renamed[1]["arm"]) == list(as_is[1]["arm"]) == [
+        "", "IT", "IM", "IM (Eq. 4)", "NEFTune", "IT", "NEFTune", "IT w/ KL (lambda=0.1)"]
+    for key in ("table1", "table2", "table7"):
+        strip = [{k: v for k, v in row.items() if k != "method"}
+                 for row in tables.build_table(tables.TABLES[key], *as_is)]
+        renamed_rows = tables.build_table(tables.TABLES[key], *renamed)
+        assert strip == [{k: v for k, v in row.items() if k != "method"} for row in renamed_rows], key
+        assert any(row["status"] == "ok" and row["run"] for row in renamed_rows), key
+    before, after = figures.method_values(figures.Inputs(*as_is), MEAN_NAME, "mean_of_6_categories"), \
+        figures.method_values(figures.Inputs(*renamed), MEAN_NAME, "mean_of_6_categories")
+    assert list(after["run"]) == list(before["run"]) and len(after) == 4

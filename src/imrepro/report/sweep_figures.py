@@ -145,6 +145,7 @@ def fig_sweep(inputs) -> Figure:
                 ax.errorbar(xs[has], ys[has], yerr=[low, high], fmt="none", capsize=3, color=handle.get_color())
                 with_intervals = True
         _x_scale(ax, part[parameter].to_numpy(float))
+        ax.ticklabel_format(axis="y", useOffset=False)  # small differences: the values themselves
         ax.set_xlabel(AXIS[parameter])
         ax.set_ylabel(metric, fontsize=8)
         ax.set_title(benchmark, fontsize=9)

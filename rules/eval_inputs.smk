@@ -268,10 +268,12 @@ def runs_table_rows():
                        compare_as=dataset.get("compare_as", dataset.get("paper_name", "")), method=run.method,
                        method_paper_name=method.get("paper_name", run.method), epochs=run.epochs,
                        seed_draws_data=run.data_seed is not None, swept=" ".join(name for name, _ in run.sweep),
+                       subset_family=next((f for f, names in CFG["_subset_families"].items() if run.dataset in names),
+                                          ""),
                        **run_settings(run))
         else:
             row.update(dataset="", dataset_paper_name="none (base)", compare_as="none (base)", method="",
-                       method_paper_name="none", epochs="", seed_draws_data=False, swept="",
+                       method_paper_name="none", epochs="", seed_draws_data=False, swept="", subset_family="",
                        **dict.fromkeys(wc.RUN_SETTING_KEYS))
         rows.append(row)
     return rows

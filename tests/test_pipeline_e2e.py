@@ -75,7 +75,9 @@ def test_every_benchmark_kind_is_scored_for_every_model(pipeline):
     with open(pipeline / "results" / "tables" / "eval_long.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["run"] for r in rows} == {RUN_IT, RUN_IM, BASE}
-    assert list(rows[0]) == ["run", "benchmark", "metric", "value", "note"]
+    assert list(rows[0]) == ["run", "benchmark", "metric", "value", "note", "seed"]
+    assert {r["seed"] for r in rows if r["run"] == RUN_IT} == {"42"}  # training.seed: no seeds axis
+    assert {r["seed"] for r in rows if r["run"] == BASE} == {""}
 
 
 @pytest.mark.slow

@@ -329,6 +329,14 @@ def test_fig2_gain_points_and_fit(figure_inputs):
     assert "set_r0.5" not in set(points["dataset"]) and len(skipped) == 1
 
 
+def test_fig2_size_study_is_the_declared_subset_family(figure_inputs):
+    """With runs.csv's subset_family the size study is what the config declared, whatever the dataset key."""
+    runs = figure_inputs.runs.assign(subset_family=["size" if d.startswith("set_r8") else ""
+                                                    for d in figure_inputs.runs["dataset"]])
+    points, _ = figures.gain_points(figures.Inputs(figure_inputs.eval_long, runs, figure_inputs.paper))
+    assert set(points.loc[points["size_study"], "dataset"]) == {"set_r8.0"}
+
+
 def _texts(fig) -> str:
     found = [fig._suptitle.get_text()] if fig._suptitle else []
     for ax in fig.axes:

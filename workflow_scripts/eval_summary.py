@@ -19,7 +19,7 @@ from imrepro.eval import summary as eval_summary
 RUNS_COLUMNS = ["run", "model", "model_paper_name", "dataset", "dataset_paper_name", "compare_as", "method",
                 "method_paper_name", "epochs", "is_base", "n_examples", "ratio_output_instruction", "judge_label",
                 # the run's axes and declared method settings (imrepro.workflow_config.run_settings)
-                "seed", "seed_draws_data", "swept", "labels", "prompt_weight", "response_weight",
+                "subset_family", "seed", "seed_draws_data", "swept", "labels", "prompt_weight", "response_weight",
                 "weight_normalisation", "neftune_alpha", "kl_lambda", "learning_rate"]
 
 

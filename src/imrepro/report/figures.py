@@ -11,7 +11,8 @@ panel title say so (Fig. 1, 4).
 Run selection: ``model`` (default: the model with the most trained runs); Fig. 1, 2, 3, 6 use the main
 epoch count (default: the most common one), Fig. 4/10/11 every epoch count of a dataset. Fig. 1 shows
 the Table 1 datasets (see :mod:`imrepro.report.tables`); Fig. 2 left every dataset with IT and IM runs except
-the size-study subsets (dataset key matching ``SIZE_PATTERN``, ``<source>_n<size>``), which make Fig. 2
+the size-study subsets (runs.csv's ``subset_family`` "size"; in a runs.csv without it, a dataset key
+matching ``SIZE_PATTERN``, ``<source>_n<size>``), which make Fig. 2
 right; Fig. 5 the Table 1 datasets of the runs whose paper model is LLaMA-2-13B or OPT-6.7B (whatever
 ``model`` says); Fig. 6 the datasets compared as Tulu V2 (10 %, 20 %, 50 %, 100 %).
 """
@@ -132,11 +133,18 @@ def gain_points(inputs: Inputs, im_method: str = IM) -> tuple[pd.DataFrame, list
             "ratio_instruction_output": 1.0 / ratio if present(ratio) and ratio > 0 else math.nan,
             "n_examples": it.n_examples, "it": it.value, "im": im.value,
             "gain": 100.0 * (im.value - it.value) / it.value,
-            "size_study": bool(re.search(inputs.size_pattern, dataset)),
+            "size_study": _size_study(it, inputs.size_pattern),
         })
     columns = ["dataset", "label", "ratio_instruction_output", "n_examples", "it", "im", "gain", "size_study"]
     types = {c: float for c in ("ratio_instruction_output", "n_examples", "it", "im", "gain")}
     return pd.DataFrame(points, columns=columns).astype({**types, "size_study": bool}), skipped
+
+
+def _size_study(run, size_pattern: str) -> bool:
+    """Whether ``run`` trained on a size-study subset: runs.csv's declared ``subset_family`` (the config's
+    analysis_subsets family), or, in a runs.csv without it, a dataset key matching ``size_pattern``."""
+    family = getattr(run, "subset_family", None)
+    return family == "size" if family is not None else bool(re.search(size_pattern, run.dataset))
 
 
 def fit_log_linear(x: Iterable[float], y: Iterable[float]) -> tuple[float, float] | None:

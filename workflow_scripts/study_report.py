@@ -1,7 +1,8 @@
 """The real-model study's tables, figure, token shares and docs page (imrepro.report.study).
 
-    python workflow_scripts/study_report.py tables --targets '{"<target>": {"dataset": ..., "arm": ..., "seed": 1}}' \
-        --stats study_lima=results/data/stats/study_lima.json --arm-order IT IM "IM (Eq. 4)" \
+    python workflow_scripts/study_report.py tables \
+        --targets '{"<target>": {"dataset": ..., "arm": "it", "labels": "it", "seed": 1, "label": "IT"}}' \
+        --stats study_lima=results/data/stats/study_lima.json --arm-order it im_seed im \
         --label "STUDY: ..." --out-dir results/study results/eval/*/output_loss.json ...
     python workflow_scripts/study_report.py shares --tokenizer results/models/gemma3_270m --max-length 2048 \
         --dataset LIMA=results/data/canonical/lima.jsonl --policy it=it --policy "weighted 0.5=weighted:0.5" \

@@ -376,7 +376,7 @@ def fig2(inputs: Inputs) -> Figure:
                "instruction / output length ratio (log scale)",
                "IT and IM runs on training sets of different instruction/output ratios (run group fig2_ratio)"),
               ("right", points[points["size_study"]], "n_examples", "number of training examples (log scale)",
-               "IT and IM runs on the size-study subsets, dataset keys <source>_n<size> (run group fig2_size)"))
+               "IT and IM runs on the size-study subsets, analysis_subsets.size (run group fig2_size)"))
     for ax, (side, ours, xcol, xlabel, needs) in zip(axes, panels, strict=True):
         paper_points, paper_fit = paper_fig2(inputs.paper, side)
         texts = []

@@ -60,7 +60,8 @@ def main() -> None:
         import pandas as pd  # only here: the per-model summary jobs do not pay for it
 
         with atomic_open(args.output) as handle:
-            pd.DataFrame(rows, columns=RUNS_COLUMNS).to_csv(handle, index=False)
+            frame = pd.DataFrame(rows, columns=RUNS_COLUMNS).astype({"seed": "Int64"})  # "42", not "42.0"
+            frame.to_csv(handle, index=False)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,12 @@ def test_seeds_and_sweep_are_axes(paper_config):
                    for seed in (1, 2) for value in ("0", "0p05", "0p5")]
     assert all(re.fullmatch(wc.RUN_ID_PATTERN, r.run_id) for r in wc.runs(config))
     assert "llama2_7b__lima__it__ep2" in {r.run_id for r in wc.runs(config)}
+    config_with_it = copy.deepcopy(paper_config)
+    config_with_it["run_groups"]["it_seeds"] = {"models": ["llama2_7b"], "datasets": ["lima"], "methods": ["it"],
+                                                "seeds": [1, 2]}
+    config_with_it["use_run_groups"] = ["table1", "it_seeds"]  # it on LIMA with and without a seed: both sort
+    assert [r.run_id for r in wc.runs(wc.prepare(config_with_it)) if r.dataset == "lima" and r.method == "it"] == [
+        "llama2_7b__lima__it__ep2", "llama2_7b__lima__it__ep2__s1", "llama2_7b__lima__it__ep2__s2"]
     run = next(r for r in runs if r.run_id == "llama2_7b__lima__plw__ep2__s2__prompt_weight0p05")
     settings = wc.run_settings(config, run)
     assert (settings["seed"], settings["prompt_weight"], settings["response_weight"]) == (2, 0.05, 1)

@@ -45,7 +45,7 @@ def number_id(number: float) -> str:
     return text.replace(".", "p")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Run:
     """One training run; several run groups (tables, figures) can share it.
 
@@ -61,6 +61,13 @@ class Run:
     seed: int | None = None
     data_seed: int | None = None
     sweep: tuple[tuple[str, float], ...] = ()
+
+    def __lt__(self, other: Run) -> bool:
+        """Sorted by model, dataset, method, epochs, then the axes (no seed before any seed)."""
+        def key(run: Run) -> tuple:
+            return (run.model, run.dataset, run.method, run.epochs, -1 if run.seed is None else run.seed,
+                    -1 if run.data_seed is None else run.data_seed, run.sweep)
+        return key(self) < key(other)
 
     @property
     def run_id(self) -> str:

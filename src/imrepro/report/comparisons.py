@@ -44,6 +44,9 @@ COLUMNS = ("comparison", "model", "dataset", "epochs", "method_a", "method_b", "
            "value_b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "significant", "n_seeds", "n_seeds_a",
            "n_seeds_b", "seed_sd_a", "seed_sd_b", "stderr_lm_eval_a", "stderr_lm_eval_b", "interval_covers",
            "runs_a", "runs_b")
+NUMBERS = ("n_items", "n_units", "n_excluded", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value",
+           "p_holm", "n_seeds", "n_seeds_a", "n_seeds_b", "seed_sd_a", "seed_sd_b", "stderr_lm_eval_a",
+           "stderr_lm_eval_b")
 NOT_ARM_FACTS = ("run", "seed")  # runs of one arm differ only here
 METHOD_FACTS = ("method", "method_paper_name")  # what differs between the two arms of a comparison
 TASK_NAMES = {spec.benchmark: spec for spec in PAPER_TASKS}
@@ -241,8 +244,9 @@ def load_comparisons(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: comparisons table lacks column(s) {', '.join(missing)}")
-    for column in ("delta", "ci_low", "ci_high", "p_value", "p_holm"):
-        frame[column] = pd.to_numeric(frame[column].replace("", math.nan))
+    for column in NUMBERS:
+        text = frame[column].astype(str).str.strip()
+        frame[column] = pd.to_numeric(text.where(~text.isin(("", "None", "nan")), None), errors="raise")
     frame["significant"] = frame["significant"].astype(str).str.lower() == "true"
     return frame
 

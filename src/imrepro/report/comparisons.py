@@ -37,7 +37,8 @@ import pandas as pd
 from imrepro.core.atomic import atomic_open
 from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME, PAPER_TASKS
 from imrepro.eval.item_scores import BenchmarkItems, read_items
-from imrepro.report.paired_stats import composite_difference, holm, pair_items, paired_difference
+from imrepro.eval.result_record import ItemScore
+from imrepro.report.paired_stats import PairedResult, composite_difference, holm, pair_items, paired_difference
 
 COLUMNS = ("comparison", "model", "dataset", "epochs", "method_a", "method_b", "method_a_name", "method_b_name",
            "benchmark", "metric", "family", "higher_is_better", "n_items", "n_units", "n_excluded", "value_a",
@@ -103,35 +104,71 @@ def pairings(arms: Sequence[Arm], settings: Settings) -> list[tuple[str, Arm, Ar
     return list(dict.fromkeys(out))
 
 
-# ---- one arm's items --------------------------------------------------------------------------
+# ---- one arm against another ------------------------------------------------------------------
 
-def arm_items(arm: Arm, items: Mapping[str, Mapping[tuple[str, str], BenchmarkItems]],
-              key: tuple[str, str]) -> tuple[dict, list[dict], BenchmarkItems] | None:
-    """item id -> (seed-mean score or None, cluster, doc_hash), per-run {item: score}, one run's record;
-    None if a run of the arm lacks the benchmark."""
-    per_run = [items.get(run, {}).get(key) for run in arm.runs]
-    if any(record is None for record in per_run):
-        return None
-    scores = [{i.item: i.score for i in record.items} for record in per_run]
-    first = per_run[0]
-    for run, record in zip(arm.runs[1:], scores[1:], strict=True):
-        if set(record) != set(scores[0]):
-            raise ValueError(f"{key[0]}: seeds {arm.runs[0]} and {run} of one arm scored different items")
+@dataclass(frozen=True)
+class ArmDifference:
+    """One benchmark, arm b - arm a: the paired test and each arm's value per training seed."""
+    result: PairedResult
+    n_items: int
+    n_units: int
+    n_excluded: int
+    differences: np.ndarray  # per unit, b - a (seed means)
+    values_a: tuple[float, ...]  # the arm's value (mean over the paired items) per seed
+    values_b: tuple[float, ...]
+
+    @property
+    def seed_sd_a(self) -> float:
+        return _seed_sd(self.values_a)
+
+    @property
+    def seed_sd_b(self) -> float:
+        return _seed_sd(self.values_b)
+
+
+def seed_means(seeds: Sequence[Sequence[ItemScore]], what: str) -> dict[str, tuple[float | None, str, str]]:
+    """item id -> (mean score over the seeds, None if any seed has none; cluster; doc_hash). Every seed must
+    have scored the same items."""
+    if not seeds:
+        raise ValueError(f"{what}: an arm without runs")
+    scores = [{i.item: i.score for i in items} for items in seeds]
+    for number, seed in enumerate(scores[1:], 2):
+        if set(seed) != set(scores[0]):
+            raise ValueError(f"{what}: seed 1 and seed {number} of one arm scored different items")
     merged = {}
-    for item in first.items:
+    for item in seeds[0]:
         values = [s[item.item] for s in scores]
-        mean = None if any(v is None for v in values) else float(np.mean(values))
-        merged[item.item] = (mean, item.cluster, item.doc_hash)
-    return merged, scores, first
+        merged[item.item] = (None if any(v is None for v in values) else float(np.mean(values)), item.cluster,
+                             item.doc_hash)
+    return merged
+
+
+def arm_difference(seeds_a: Sequence[Sequence[ItemScore]], seeds_b: Sequence[Sequence[ItemScore]], what: str, *,
+                   confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> ArmDifference:
+    """Arm b - arm a on one benchmark, paired over items, seeds averaged per item.
+
+    ``seeds_a``/``seeds_b``: one item list per training seed of the arm (any number of seeds each). Items are
+    paired by id (:func:`imrepro.report.paired_stats.pair_items`: different item sets are an error naming
+    ``what``); the interval and p-value (:func:`imrepro.report.paired_stats.paired_difference`) cover item
+    sampling with the seeds fixed; ``values_a``/``values_b`` give the seed spread. The study's verdicts and
+    every row of comparisons.csv come from here."""
+    merged_a, merged_b = seed_means(seeds_a, what), seed_means(seeds_b, what)
+    paired = pair_items(merged_a, merged_b, what)
+    if not paired.n_items:
+        raise ValueError(f"{what}: no item has a score in both arms")
+    result = paired_difference(paired.a, paired.b, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    kept = [i for i in merged_a if merged_a[i][0] is not None and merged_b[i][0] is not None]
+
+    def per_seed(seeds):
+        return tuple(float(np.mean([scores[i] for i in kept])) for scores in
+                     ({i.item: i.score for i in items} for items in seeds))
+
+    return ArmDifference(result, paired.n_items, len(paired.units), paired.n_excluded, paired.b - paired.a,
+                         per_seed(seeds_a), per_seed(seeds_b))
 
 
 def _seed_sd(values: Sequence[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
-def _run_values(scores: list[dict], kept: Iterable[str]) -> list[float]:
-    kept = list(kept)
-    return [float(np.mean([s[i] for i in kept])) for s in scores]
 
 
 # ---- the table --------------------------------------------------------------------------------
@@ -160,29 +197,28 @@ def _compare_arms(name: str, arm_a: Arm, arm_b: Arm, items, settings: Settings) 
               "interval_covers": COVERS, "runs_a": " ".join(arm_a.runs), "runs_b": " ".join(arm_b.runs)}
     rows, task_diffs, task_values = [], {}, {}
     for key in keys:
-        side_a, side_b = arm_items(arm_a, items, key), arm_items(arm_b, items, key)
-        if side_a is None or side_b is None:
+        records_a = [items.get(run, {}).get(key) for run in arm_a.runs]
+        records_b = [items.get(run, {}).get(key) for run in arm_b.runs]
+        if None in records_a or None in records_b:
             continue
-        (merged_a, scores_a, record_a), (merged_b, scores_b, record_b) = side_a, side_b
-        paired = pair_items(merged_a, merged_b, f"{name}, {arm_b.fact['dataset']}, {key[0]}")
-        if not paired.n_items:
+        what = f"{name}, {arm_b.fact['dataset']}, {key[0]}"
+        if not any(i.score is not None for r in records_a for i in r.items):
             continue
-        result = paired_difference(paired.a, paired.b, confidence=settings.confidence,
-                                   n_resamples=settings.n_resamples, seed=settings.seed)
-        kept = [i for i in merged_a if merged_a[i][0] is not None and merged_b[i][0] is not None]
-        values_a, values_b = _run_values(scores_a, kept), _run_values(scores_b, kept)
+        diff = arm_difference([r.items for r in records_a], [r.items for r in records_b], what,
+                              confidence=settings.confidence, n_resamples=settings.n_resamples, seed=settings.seed)
         if key[0] in TASK_NAMES:
-            task_diffs[key[0]] = paired.b - paired.a
-            task_values[key[0]] = (values_a, values_b)
+            task_diffs[key[0]] = diff.differences
+            task_values[key[0]] = (diff.values_a, diff.values_b)
+        result = diff.result
         rows.append({**common, "benchmark": key[0], "metric": key[1],
                      "family": "tasks" if key[0] in TASK_NAMES else "table1" if key[0] in TABLE1_ROWS else "other",
-                     "higher_is_better": record_b.higher_is_better, "n_items": paired.n_items,
-                     "n_units": len(paired.units),
-                     "n_excluded": paired.n_excluded, "value_a": float(np.mean(values_a)),
-                     "value_b": float(np.mean(values_b)), "delta": result.delta, "ci_low": result.ci_low,
+                     "higher_is_better": records_b[0].higher_is_better, "n_items": diff.n_items,
+                     "n_units": diff.n_units, "n_excluded": diff.n_excluded, "value_a": float(np.mean(diff.values_a)),
+                     "value_b": float(np.mean(diff.values_b)), "delta": result.delta, "ci_low": result.ci_low,
                      "ci_high": result.ci_high, "p_value": result.p_value, "p_holm": math.nan,
-                     "seed_sd_a": _seed_sd(values_a), "seed_sd_b": _seed_sd(values_b),
-                     "stderr_lm_eval_a": record_a.reported_stderr, "stderr_lm_eval_b": record_b.reported_stderr})
+                     "seed_sd_a": diff.seed_sd_a, "seed_sd_b": diff.seed_sd_b,
+                     "stderr_lm_eval_a": records_a[0].reported_stderr,
+                     "stderr_lm_eval_b": records_b[0].reported_stderr})
     rows += _composites(common, task_diffs, task_values, settings)
     return rows
 

@@ -34,6 +34,7 @@ wildcard_constraints:
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+include: "rules/compare.smk"
 include: "rules/report.smk"
 include: "rules/plan.smk"
 include: "rules/study.smk"

@@ -93,7 +93,7 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
         stats=MODEL_OUTPUTS_STATS,
     output:
         result=eval_path("{target}", "humaneval"),
-        samples=f"{GENERATIONS}/humaneval_samples.jsonl",
+        samples=HUMANEVAL_SAMPLES,
     log:
         f"{EVAL_LOGS}/humaneval/{{target}}.log",
     benchmark:
@@ -121,7 +121,7 @@ rule judge_mt_bench:
         judge=get_judge_inputs,
     output:
         result=eval_path("{target}", "mt_bench"),
-        judgments=f"{GENERATIONS}/mt_bench_judgments.jsonl",
+        judgments=MT_BENCH_JUDGMENTS,
     log:
         f"{EVAL_LOGS}/judge/{{target}}/mt_bench.log",
     benchmark:
@@ -145,7 +145,7 @@ rule judge_alpaca_eval:
         judge=get_judge_inputs,
     output:
         result=eval_path("{target}", "alpaca_eval_{version}"),
-        annotations=f"{GENERATIONS}/alpaca_eval_{{version}}_annotations.json",
+        annotations=ALPACA_EVAL_ANNOTATIONS,
     log:
         f"{EVAL_LOGS}/judge/{{target}}/alpaca_eval_{{version}}.log",
     benchmark:

@@ -10,6 +10,10 @@ EVAL_DIR = f"{RESULTS}/eval/{{target}}"
 GENERATIONS = f"{EVAL_DIR}/generations"
 EVAL_LOGS = f"{LOGS}/eval"
 EVAL_BENCHMARKS = f"{RESULTS}/benchmarks"  # <rule>/<job>.tsv, as training
+# the stock tools' per-item files (read again by the comparison stage's eval_items)
+HUMANEVAL_SAMPLES = f"{GENERATIONS}/humaneval_samples.jsonl"
+MT_BENCH_JUDGMENTS = f"{GENERATIONS}/mt_bench_judgments.jsonl"
+ALPACA_EVAL_ANNOTATIONS = f"{GENERATIONS}/alpaca_eval_{{version}}_annotations.json"
 
 
 # ---- input functions and parameters ---------------------------------------------------------------

@@ -153,13 +153,18 @@ def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
 
 def _results(tmp_path):
     files = {
-        "mmlu": {"benchmark": "mmlu", "status": "scored", "value": 0.40},
-        "piqa": {"benchmark": "piqa", "status": "scored", "value": 0.60},
-        "hellaswag": {"benchmark": "hellaswag", "status": "not_shipped", "value": None, "reason": "no local data"},
-        "humaneval": {"benchmark": "humaneval", "status": "scored", "value": 0.05},
-        "mt_bench": {"benchmark": "mt_bench", "value": 3.5, "n_unparseable": 2},
-        "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "value": 25.0, "lc_win_rate": None, "avg_length": 120.0},
-        "output_loss": {"benchmark": "output_loss", "value": 1.2, "train": {"mean": 1.0}, "heldout": {"mean": 1.2}},
+        "mmlu": {"benchmark": "mmlu", "kind": "lm_eval", "status": "scored", "value": 0.40, "metric": "acc,none"},
+        "piqa": {"benchmark": "piqa", "kind": "lm_eval", "status": "scored", "value": 0.60, "metric": "acc_norm,none"},
+        "hellaswag": {"benchmark": "hellaswag", "kind": "lm_eval", "status": "not_shipped", "value": None,
+                      "metric": "acc_norm,none", "reason": "no local data"},
+        "humaneval": {"benchmark": "humaneval", "kind": "generation", "status": "scored", "value": 0.05,
+                      "metric": "pass@1"},
+        "mt_bench": {"benchmark": "mt_bench", "kind": "judge", "status": "scored", "value": 3.5, "metric": "score",
+                     "n_unparseable": 2},
+        "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "kind": "judge", "status": "scored", "value": 25.0,
+                          "metric": "win_rate", "lc_win_rate": None, "avg_length": 120.0},
+        "output_loss": {"benchmark": "output_loss", "kind": "loss", "status": "scored", "value": 1.2,
+                        "metric": "loss", "train": {"mean": 1.0}, "heldout": {"mean": 1.2}},
     }
     paths = []
     for name, data in files.items():
@@ -211,3 +216,7 @@ def test_summary_rejects_a_bad_result_file(tmp_path):
     proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
                            "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and "field 'benchmark' is 'mmlu_typo'" in proc.stderr
+    bad.write_text('{"benchmark": "mmlu", "kind": "lm_eval", "status": "scored", "value": NaN, "metric": "acc"}')
+    proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
+                           "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and f"{bad}: field 'value' is nan, not a finite number or null" in proc.stderr

@@ -99,3 +99,26 @@ def test_instruction_output_ratio_and_shares_table():
     assert study.instruction_output_ratio({"avg_instruction": 15.0, "avg_output": 300.0}) == pytest.approx(0.05)
     text = study.shares_table({"LIMA": {"it": 0.5, "im": 0.9}})
     assert text.splitlines()[0] == "| dataset | `it` | `im` |" and "| LIMA | 0.500 | 0.900 |" in text
+
+
+def test_paired_verdicts_over_heldout_examples_across_seeds(tmp_path):
+    """IM's per-example held-out losses sit 0.2 nats below IT's on the same 40 examples: the paired verdict
+    says below, with the interval; IM (Eq. 4) equals IT: not distinguishable."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(1.0, 3.0, 40)
+    paths, targets = [], {}
+    for arm, shift in (("IT", 0.0), ("IM", -0.2), ("IM (Eq. 4)", 0.0)):
+        for seed in (1, 2):
+            target = f"m__d__{arm}_{seed}".replace(" ", "").replace("(", "").replace(")", "").replace(".", "")
+            targets[target] = {"dataset": "d", "arm": arm, "seed": seed}
+            losses = list(truth + shift + rng.normal(0, 0.05, 40))
+            paths.append(_write(tmp_path, target, "output_loss", {
+                "kind": "loss", "heldout": {"mean": float(np.mean(losses)), "ids": [f"e{i}" for i in range(40)],
+                                            "losses": losses}}))
+    lines = study.paired_verdict_lines(paths, targets, n_resamples=999)
+    assert len(lines) == 2
+    assert lines[0].startswith("d: IM's held-out output loss is below IT's: -0.2")
+    assert "40 held-out examples" in lines[0] and "2 vs 2 seeds" in lines[0]
+    assert lines[1].startswith("d: IM (Eq. 4)'s held-out output loss is not distinguishable from IT's")

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from imrepro.report import figures, sweep_figures
@@ -64,12 +65,11 @@ def test_points_average_seeds_and_take_the_comparison_interval(sweep, tmp_path):
     comparisons = tmp_path / "comparisons.csv"
     comparisons.write_text("comparison,benchmark,metric,delta,ci_low,ci_high,runs_b\nplw vs it,Output loss (train),"
                            f"mean_per_example_loss,-0.2,-0.3,-0.1,{';'.join(point_runs)}\n")
-    with_ci = sweep_figures.sweep_points(run_table, eval_long, sweep_figures.load_comparisons(comparisons))
+    with_ci = sweep_figures.sweep_points(run_table, eval_long, pd.read_csv(comparisons))
     row = with_ci[(with_ci["dataset"] == "a") & (with_ci["prompt_weight"] == 0.01)
                   & (with_ci["benchmark"] == "Output loss (train)")].iloc[0]
     assert (row["delta"], row["ci_low"], row["ci_high"]) == (-0.2, -0.3, -0.1)
     assert with_ci["delta"].notna().sum() == 1
-    assert sweep_figures.load_comparisons(tmp_path / "absent.csv") is None
 
 
 def test_sweep_figure_draws_one_line_per_dataset(sweep, tmp_path):
@@ -79,7 +79,7 @@ def test_sweep_figure_draws_one_line_per_dataset(sweep, tmp_path):
     comparisons.write_text("benchmark,metric,delta,ci_low,ci_high,runs_b\n"
                            f"ARC,acc_norm,0.1,0.0,0.3,{point}\n")
     inputs = figures.Inputs(eval_long, run_table, None, label="DEMO",
-                            comparisons=sweep_figures.load_comparisons(comparisons))
+                            comparisons=pd.read_csv(comparisons))
     fig = figures.make_figure("fig_sweep", inputs)
     loss_ax, arc_ax = fig.axes[:2]
     assert {loss_ax.get_title(), arc_ax.get_title()} == {"Output loss (train)", "ARC"}

@@ -100,7 +100,7 @@ def test_catalogue_of_names_is_torch_free():
     code = ("import sys, imrepro.catalogue as c; heavy = {'torch', 'transformers', 'matplotlib', 'pandas'}; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy)); print(len(c.FIGURES))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split("\n")[:2] == ["[]", "10"]  # the paper's 8 and the 2 sweep figures
+    assert result.stdout.split("\n")[:2] == ["[]", "11"]  # the paper's 8, the forest plot, the 2 sweep figures
     from imrepro.catalogue import FIGURES, TABLE_STEMS
     from imrepro.report import figures, tables
 

@@ -40,11 +40,12 @@ def tables(args) -> None:
         raise ValueError("no scored study result among the inputs")
     summary = study.summarise(long)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    study.write_tables(summary, long, args.out_dir, ratios, args.arm_order, args.label)
+    verdicts = study.paired_verdict_lines(args.results, targets) or study.verdict_lines(summary)
+    study.write_tables(summary, long, args.out_dir, ratios, args.arm_order, args.label, verdicts)
     fig = study.figure(summary, long, ratios, args.arm_order, args.label)
     for suffix in ("png", "pdf"):
         study.save_figure(fig, args.out_dir / f"fig_study_loss.{suffix}")
-    for line in study.verdict_lines(summary):
+    for line in verdicts:
         log.info("%s", line)
 
 

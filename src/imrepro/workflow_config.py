@@ -247,6 +247,12 @@ def _check_evaluation(config: dict) -> None:
     serve = evaluation["judge"]["serve"]
     if serve and serve.get("model") not in config["models"]:
         raise ConfigError("evaluation.judge.serve.model", f"unknown model '{serve.get('model')}'")
+    named = [("comparisons.against", config["comparisons"]["against"])]
+    named += [(f"comparisons.pairs[{j}][{k}]", m) for j, pair in enumerate(config["comparisons"]["pairs"])
+              for k, m in enumerate(pair)]
+    for key, method in named:
+        if method not in config["methods"]:
+            raise ConfigError(key, f"unknown method '{method}'")
 
 
 def _copy(value):

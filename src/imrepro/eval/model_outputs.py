@@ -40,6 +40,7 @@ from imrepro.eval.generation import (
     load_generator,
     select_backend,
 )
+from imrepro.eval.result_record import BenchmarkResult
 from imrepro.train.settings import DEFAULT_TOKEN_BUDGET
 
 log = logging.getLogger(__name__)
@@ -217,19 +218,21 @@ def run_output_loss(job: OutputLossJob, model_dir: Path, model, attn: str, devic
 
     if not (job.train or job.heldout):
         raise ValueError("output_loss: nothing to score: give train and/or heldout")
-    result = {"benchmark": "output_loss", "kind": "loss", "status": "scored", "run": job.run, "model": str(model_dir)}
+    details = {"run": job.run, "model": str(model_dir)}
     for split, path in (("train", job.train), ("heldout", job.heldout)):
         if path is None:
-            result[split] = None
+            details[split] = None
             continue
         record = load_role_record(path).head(job.limit)
         losses = per_example_output_loss(model, record, job.token_budget, attn, device)
-        result[split] = {"dataset": path.stem, "record": str(path), **describe(losses), "ids": record.ids,
-                         "losses": [None if loss != loss else float(loss) for loss in losses]}
-        log.info("output loss, %s (%s): mean %s over %d examples", split, path.stem, result[split]["mean"], len(losses))
-    result["value"] = (result["heldout"] or result["train"])["mean"]
-    _write_json(job.output, result, indent=1)
-    return {f"n_{split}": result[split]["n"] for split in ("train", "heldout") if result[split]}
+        details[split] = {"dataset": path.stem, "record": str(path), **describe(losses), "ids": record.ids,
+                          "losses": [None if loss != loss else float(loss) for loss in losses]}
+        log.info("output loss, %s (%s): mean %s over %d examples", split, path.stem, details[split]["mean"],
+                 len(losses))
+    result = BenchmarkResult("output_loss", "loss", (details["heldout"] or details["train"])["mean"],
+                             "mean per-example output loss (held-out, else train)", details=details)
+    result.write(job.output)
+    return {f"n_{split}": details[split]["n"] for split in ("train", "heldout") if details[split]}
 
 
 def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
@@ -250,18 +253,17 @@ def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
         {"id": example.get("id"), "reference": reference, "generation": generation, "sentence_bleu": bleu}
         for example, reference, generation, bleu in zip(examples, references, generations, scores["sentence_bleu"],
                                                         strict=True)))
-    result = {
-        "benchmark": "regen_bleu", "kind": "generation", "status": "scored",
-        "value": scores["mean_sentence_bleu"], "metric": "mean sentence BLEU-4 (0-100)",
+    result = BenchmarkResult("regen_bleu", "generation", scores["mean_sentence_bleu"], "mean sentence BLEU-4 (0-100)",
+                             details={
         "corpus_bleu": scores["corpus_bleu"], "mean_sentence_bleu": scores["mean_sentence_bleu"],
         "signature": scores["signature"], "n": len(pairs), "n_empty": count_empty(texts), "limit": job.limit,
         "max_new_tokens": job.max_new_tokens, "n_truncated_prompts": generator.n_truncated - before,
         "backend": generator.backend_name, "model": str(generator.model_dir), "dataset": str(job.dataset),
-    }
-    _write_json(job.output, result)
+    })
+    result.write(job.output, indent=2)
     log.info("regeneration BLEU on %d examples: mean sentence %.2f, corpus %.2f (%d empty)", len(pairs),
-             result["value"], result["corpus_bleu"], result["n_empty"])
-    return {"n": len(pairs), "n_empty": result["n_empty"]}
+             result.value, scores["corpus_bleu"], result.details["n_empty"])
+    return {"n": len(pairs), "n_empty": result.details["n_empty"]}
 
 
 def run_alpaca_eval(job: AlpacaEvalJob, generator, *, model_id: str, seed: int) -> dict:

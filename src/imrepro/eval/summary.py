@@ -1,36 +1,23 @@
 """From per-benchmark result files to one summary per evaluated model, and the long table.
 
-Each ``results/eval/<target>/<benchmark>.json`` has at least ``benchmark`` and ``value``; lm-eval
-files also have ``status`` ("scored" or "not_shipped": a task with no local data in offline mode,
+Each ``results/eval/<target>/<benchmark>.json`` is a :class:`imrepro.eval.result_record.BenchmarkResult`,
+checked by :func:`load_result` (status "not_shipped": an lm-eval task with no local data in offline mode,
 listed in the summary and never scored). The summary is :func:`imrepro.eval.aggregate.summarize`
 plus the judged benchmarks, BLEU and output losses as extra (benchmark, metric, value) rows.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from imrepro.eval import aggregate
-from imrepro.eval.catalogue import ALL_BENCHMARKS, DISPLAY_NAMES, LM_EVAL_TASKS
+from imrepro.eval.catalogue import DISPLAY_NAMES, LM_EVAL_TASKS
+from imrepro.eval.result_record import load_result
+
+__all__ = ["LONG_COLUMNS", "LOSS_NAMES", "load_result", "long_rows", "partial_notes", "summarize_target"]
 
 LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)"}
-
-
-def load_result(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    name = result.get("benchmark") if isinstance(result, dict) else None
-    if name not in ALL_BENCHMARKS:
-        raise ValueError(f"{path}: field 'benchmark' is {name!r}, not one of the known benchmarks")
-    if "value" not in result:
-        raise ValueError(f"{path}: no field 'value'")
-    return result
 
 
 def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None]]:
@@ -57,7 +44,7 @@ def summarize_target(target: str, results: Iterable[Mapping], *, allow_partial: 
         name = result["benchmark"]
         evaluated.append(name)
         if name in LM_EVAL_TASKS or name == "humaneval":
-            if result.get("status", "scored") == "not_shipped":
+            if result["status"] == "not_shipped":
                 not_shipped.append(name)
             else:
                 task_scores[name] = result["value"]

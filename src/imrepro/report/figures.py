@@ -36,6 +36,7 @@ from imrepro.catalogue import FIGURES
 from imrepro.core.atomic import atomic_path
 from imrepro.eval.aggregate import MEAN_NAME
 from imrepro.report import sweep_figures
+from imrepro.report.forest_figure import forest
 from imrepro.report.report_inputs import (
     IM,
     IM_EQ4,
@@ -73,7 +74,7 @@ class Inputs:
     epochs: float | None = None
     datasets: Sequence[str] = ()  # keep only these datasets (keys or paper names); empty: all
     size_pattern: str = SIZE_PATTERN
-    comparisons: pd.DataFrame | None = None  # results/tables/comparisons.csv where written (sweep figures)
+    comparisons: pd.DataFrame | None = None  # comparisons.csv (the forest plot, the sweep figures' intervals)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -636,7 +637,7 @@ def fig6(inputs: Inputs) -> Figure:
 
 
 BUILDERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig6": fig6, "fig10": fig10,
-            "fig11": fig11, **sweep_figures.BUILDERS}
+            "fig11": fig11, "forest": forest, **sweep_figures.BUILDERS}
 
 
 def make_figure(name: str, inputs: Inputs) -> Figure:

@@ -9,7 +9,9 @@ the per-run results (``results/eval/<target>/<benchmark>.json``) become:
   their labels policy (``it`` against ``im_seed`` and ``im``), shown by their ``paper_name`` (``label``);
 * the study table: mean +- spread (sample standard deviation) over seeds per dataset and arm, the
   base model beside them, and one plain sentence per dataset saying whether IM's held-out output
-  loss is below IT's beyond the spread (the two mean +- spread intervals do not overlap);
+  loss is below IT's: :func:`paired_verdict_lines` (paired over held-out examples, across seeds, the
+  comparison stage's test) where the per-example losses are there, else :func:`verdict_lines` (the two
+  mean +- spread intervals do not overlap);
 * the figure: train vs held-out output loss per arm and dataset (one point per seed), and the
   held-out loss difference IM - IT against the dataset's instruction/output length ratio.
 """
@@ -26,6 +28,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from imrepro.core.atomic import atomic_open, atomic_path
+from imrepro.eval.item_scores import output_loss_items
+from imrepro.report.comparisons import arm_difference
 
 BASE = "base"
 IT_POLICY = "it"
@@ -131,6 +135,37 @@ def verdict_lines(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def paired_verdict_lines(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, dict], *,
+                         confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> list[str]:
+    """One sentence per dataset and IM arm about held-out output loss vs IT, from the comparison stage's
+    machinery (:func:`imrepro.report.comparisons.arm_difference`): paired over the held-out examples, each
+    example's loss averaged over the arm's seeds; the interval covers example sampling, the seed spread is
+    given beside it."""
+    seeds: dict[tuple[str, str], list] = {}
+    for path in map(Path, result_paths):
+        info = targets.get(path.parent.name)
+        if path.stem != "output_loss" or info is None or info["arm"] == BASE:
+            continue
+        items = output_loss_items(json.loads(path.read_text()), "heldout", str(path))
+        if items:
+            seeds.setdefault((info["dataset"], info["arm"]), []).append(items)
+    lines = []
+    for dataset in sorted({d for d, _ in seeds}):
+        for arm in IM_ARMS:
+            if (dataset, arm) not in seeds or (dataset, IT_ARM) not in seeds:
+                continue
+            a, b = seeds[(dataset, IT_ARM)], seeds[(dataset, arm)]
+            diff = arm_difference(a, b, f"{dataset}: {arm} vs {IT_ARM}, held-out output loss",
+                                  confidence=confidence, n_resamples=n_resamples, seed=seed)
+            r = diff.result
+            word = ("below" if r.ci_high < 0 else "above" if r.ci_low > 0 else "not distinguishable from")
+            lines.append(f"{dataset}: {arm}'s held-out output loss is {word} IT's: {r.delta:+.3f} nats "
+                         f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] ({round(confidence * 100)} % paired bootstrap over "
+                         f"{diff.n_units} held-out examples, p = {r.p_value:.3g}; each example averaged over "
+                         f"{len(b)} vs {len(a)} seeds, seed sd {diff.seed_sd_b:.3f} vs {diff.seed_sd_a:.3f}).")
+    return lines
+
+
 def _cell(row) -> str:
     if row is None:
         return "—"
@@ -182,8 +217,10 @@ def shares_table(shares: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def write_tables(summary: pd.DataFrame, long: pd.DataFrame, out_dir: str | os.PathLike,
-                 ratios: Mapping[str, float], arm_order: Iterable[str], label: str) -> None:
-    """``study_long.csv``, ``study_summary.csv``, ``study_table.{csv,md}`` into ``out_dir``."""
+                 ratios: Mapping[str, float], arm_order: Iterable[str], label: str,
+                 verdicts: list[str] | None = None) -> None:
+    """``study_long.csv``, ``study_summary.csv``, ``study_table.{csv,md}`` into ``out_dir``; ``verdicts``:
+    the sentences under the table (default: :func:`verdict_lines`, the seed spread only)."""
     out = Path(out_dir)
     table = study_table(summary, ratios, arm_order)
     for name, frame in (("study_long.csv", long), ("study_summary.csv", summary), ("study_table.csv", table)):
@@ -194,7 +231,8 @@ def write_tables(summary: pd.DataFrame, long: pd.DataFrame, out_dir: str | os.Pa
             "Output losses are per-example mean losses on output tokens (nats); regen_bleu is mean "
             "sentence BLEU-4 (0-100) of greedy answers to the training instructions vs the "
             "training outputs; lm-eval columns are accuracies on the shipped slices.", "",
-            _markdown(table), "", *[f"* {line}" for line in verdict_lines(summary)], ""]
+            _markdown(table), "", *[f"* {line}" for line in (verdict_lines(summary) if verdicts is None
+                                                             else verdicts)], ""]
     with atomic_open(out / "study_table.md") as handle:
         handle.write("\n".join(text))
 

@@ -33,17 +33,6 @@ NOT_RUN = "not run in this configuration: needs "
 POINT_KEYS = ("model", "dataset", "dataset_label", "method", "epochs", "swept", *SWEEPABLE)
 
 
-def load_comparisons(path: str | Path | None) -> pd.DataFrame | None:
-    """comparisons.csv of the comparison stage, or None where it was not written (yet)."""
-    if path is None or not Path(path).is_file():
-        return None
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("benchmark", "metric", "delta", "ci_low", "ci_high", "runs_b") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: comparisons table lacks column(s) {', '.join(missing)}")
-    return frame
-
-
 def _run_set(text: str) -> frozenset[str]:
     return frozenset(t for t in re.split(r"[\s,;|]+", str(text)) if t)
 

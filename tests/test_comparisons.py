@@ -231,7 +231,8 @@ def test_tables_and_forest_show_the_intervals(tmp_path):
     row = frame[(frame["comparison"] == "im vs it") & (frame["benchmark"] == "AlpacaEval 1.0")].iloc[0]
     run = type("Run", (), {"run": "m__d__im__ep2"})()
     cell = {"_decimals": 2, "paper": None, "status": "no paper value", "ours": 40.0, "judge": "", "diff": None,
-            **tables._vs_it(frame, run, tables.Column("AlpacaEval 1.0", "AlpacaEval 1.0", "win_rate", "x"))}
+            **tables._vs_it(frame, run, tables.Column("AlpacaEval 1.0", "AlpacaEval 1.0", "win_rate", "x"),
+                            frozenset({"m__d__it__ep2"}))}
     assert cell["vs_it"] == pytest.approx(row["delta"])
     mark = "*" if row["significant"] else ""
     assert tables.format_cell(cell) == (f"40.00 / —; vs IT {row['delta']:+.2f} [{row['ci_low']:+.2f}, "

@@ -109,16 +109,16 @@ def test_paired_verdicts_over_heldout_examples_across_seeds(tmp_path):
     rng = np.random.default_rng(0)
     truth = rng.uniform(1.0, 3.0, 40)
     paths, targets = [], {}
-    for arm, shift in (("IT", 0.0), ("IM", -0.2), ("IM (Eq. 4)", 0.0)):
+    for arm, shift in (("it", 0.0), ("im_seed", -0.2), ("im", 0.0)):  # method ids; their labels policy = the id
         for seed in (1, 2):
-            target = f"m__d__{arm}_{seed}".replace(" ", "").replace("(", "").replace(")", "").replace(".", "")
-            targets[target] = {"dataset": "d", "arm": arm, "seed": seed}
+            target = f"m__d__{arm}__ep2__s{seed}"
+            targets[target] = {"dataset": "d", "arm": arm, "labels": arm, "seed": seed}
             losses = list(truth + shift + rng.normal(0, 0.05, 40))
             paths.append(_write(tmp_path, target, "output_loss", {
                 "kind": "loss", "heldout": {"mean": float(np.mean(losses)), "ids": [f"e{i}" for i in range(40)],
                                             "losses": losses}}))
     lines = study.paired_verdict_lines(paths, targets, n_resamples=999)
     assert len(lines) == 2
-    assert lines[0].startswith("d: IM's held-out output loss is below IT's: -0.2")
+    assert lines[0].startswith("d: im_seed's held-out output loss is below it's: -0.2")
     assert "40 held-out examples" in lines[0] and "2 vs 2 seeds" in lines[0]
-    assert lines[1].startswith("d: IM (Eq. 4)'s held-out output loss is not distinguishable from IT's")
+    assert lines[1].startswith("d: im's held-out output loss is not distinguishable from it's")

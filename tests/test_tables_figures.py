@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
 from imrepro.catalogue import COMPARISON_FIGURES
+from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
 from imrepro.report import figures, sweep_figures, tables
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs, name_key
 

@@ -341,8 +341,8 @@ def test_every_env_installs_this_package_with_its_stage_extra():
 
 
 def test_no_stage_imports_a_later_stage():
-    """The library's folders follow the DAG (core < data < train < eval < eval.judge < catalogue < workflow_config < report):
-    docs/import_graph.py reads every import of src/imrepro and finds none that points forward."""
+    """The library's folders follow the DAG (core < data < train < eval < eval.judge < catalogue < workflow_config
+    < report): docs/import_graph.py reads every import of src/imrepro and finds none that points forward."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("import_graph", REPO / "docs" / "import_graph.py")

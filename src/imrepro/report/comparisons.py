@@ -51,8 +51,9 @@ NUMBERS = ("n_items", "n_units", "n_excluded", "value_a", "value_b", "delta", "c
            "stderr_lm_eval_b")
 # runs of one arm differ only here (a seed that redraws the data also changes the training set's statistics)
 NOT_ARM_FACTS = ("run", "seed", "n_examples", "ratio_output_instruction")
-# what differs between the two arms of a comparison: the method and its declared settings and swept values
-METHOD_FACTS = ("method", "method_paper_name", "swept", *(k for k in RUN_SETTING_KEYS if k != "seed"))
+# what differs between the two arms of a comparison: the method, its declared settings and swept values, and
+# the paper arm derived from them (report_inputs.load_runs)
+METHOD_FACTS = ("method", "method_paper_name", "arm", "swept", *(k for k in RUN_SETTING_KEYS if k != "seed"))
 TASK_NAMES = {spec.benchmark: spec for spec in PAPER_TASKS}
 TABLE1_ROWS = (*CATEGORIES.values(), MEAN_NAME, "MT-Bench", "AlpacaEval 1.0", "AlpacaEval 2.0")
 COVERS = "items (seeds fixed: item scores averaged over the arm's seeds)"

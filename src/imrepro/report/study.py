@@ -142,6 +142,7 @@ def paired_verdict_lines(result_paths: Iterable[str | os.PathLike], targets: Map
     example's loss averaged over the arm's seeds; the interval covers example sampling, the seed spread is
     given beside it."""
     seeds: dict[tuple[str, str], list] = {}
+    labels_of: dict[str, str] = {}  # arm (method id) -> its labels policy
     for path in map(Path, result_paths):
         info = targets.get(path.parent.name)
         if path.stem != "output_loss" or info is None or info["arm"] == BASE:
@@ -149,17 +150,23 @@ def paired_verdict_lines(result_paths: Iterable[str | os.PathLike], targets: Map
         items = output_loss_items(json.loads(path.read_text()), "heldout", str(path))
         if items:
             seeds.setdefault((info["dataset"], info["arm"]), []).append(items)
+            labels_of[info["arm"]] = info["labels"]
+    references = [arm for arm, labels in labels_of.items() if labels == IT_POLICY]
+    if len(references) != 1:  # no IT arm, or several: nothing to compare with
+        return []
+    it_arm = references[0]
+    im_arms = [arm for policy in IM_POLICIES for arm, labels in labels_of.items() if labels == policy]
     lines = []
     for dataset in sorted({d for d, _ in seeds}):
-        for arm in IM_ARMS:
-            if (dataset, arm) not in seeds or (dataset, IT_ARM) not in seeds:
+        for arm in im_arms:
+            if (dataset, arm) not in seeds or (dataset, it_arm) not in seeds:
                 continue
-            a, b = seeds[(dataset, IT_ARM)], seeds[(dataset, arm)]
-            diff = arm_difference(a, b, f"{dataset}: {arm} vs {IT_ARM}, held-out output loss",
+            a, b = seeds[(dataset, it_arm)], seeds[(dataset, arm)]
+            diff = arm_difference(a, b, f"{dataset}: {arm} vs {it_arm}, held-out output loss",
                                   confidence=confidence, n_resamples=n_resamples, seed=seed)
             r = diff.result
             word = ("below" if r.ci_high < 0 else "above" if r.ci_low > 0 else "not distinguishable from")
-            lines.append(f"{dataset}: {arm}'s held-out output loss is {word} IT's: {r.delta:+.3f} nats "
+            lines.append(f"{dataset}: {arm}'s held-out output loss is {word} {it_arm}'s: {r.delta:+.3f} nats "
                          f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] ({round(confidence * 100)} % paired bootstrap over "
                          f"{diff.n_units} held-out examples, p = {r.p_value:.3g}; each example averaged over "
                          f"{len(b)} vs {len(a)} seeds, seed sd {diff.seed_sd_b:.3f} vs {diff.seed_sd_a:.3f}).")

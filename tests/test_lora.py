@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_trainer import inputs, load_weights, max_abs_diff, one_thread, settings  # noqa: F401 (fixtures)
 
 from imrepro.train import lora
 from imrepro.train.trainer import train
-from test_trainer import inputs, load_weights, max_abs_diff, one_thread, settings  # noqa: F401 (fixtures)
 
 SPEC = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear", "modules_to_save": [],
         "load_in_4bit": False}

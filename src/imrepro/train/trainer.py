@@ -310,6 +310,8 @@ def _build_optimizer(run: _Run) -> None:
     named = [(n, p) for n, p in run.model.named_parameters() if p.requires_grad]  # LoRA freezes the base
     groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
               {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+    # LoRA trains no norm: DeepSpeed drops an empty group, the lr schedule built on ours would not
+    groups = [g for g in groups if g["params"]]
     warmup = int(len(run.steps) * settings.warmup_ratio)
 
     def make_scheduler(opt):

@@ -185,9 +185,11 @@ def get_lm_eval_flags(wildcards):
 
 def get_tokenizer_flags(wildcards):
     """Generation tokenises prompts exactly as training did: with the SentencePiece model itself
-    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces)."""
+    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces),
+    and in the tokenizer's chat template where it has one."""
     tokenizer = CFG["tokenizers"][model_tokenizer(get_target(wildcards).model)]
-    return ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    flags = ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    return flags + chat_template_flags(tokenizer)
 
 
 def get_generation_flags(wildcards):

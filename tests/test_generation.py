@@ -378,6 +378,7 @@ class RecordingGenerator:
     """Stands in for a Generator: records prompts and sampling, answers 'A<k>'."""
 
     backend_name, n_truncated = "fake", 0
+    chat_prompt = staticmethod(chat_prompt)  # the Tulu format, as a Generator without a chat template
 
     def __init__(self):
         self.calls = []

@@ -123,3 +123,26 @@ def test_dates_are_fixed_so_records_are_reproducible(tmp_path):
     segments = be.template.segments(NO_SYSTEM["messages"])
     assert segments[0].role == Role.BOS and segments[1].text.startswith("26 Jul 2024<|user|>")
     assert segments[1].role == Role.USER_HEADER
+
+
+@pytest.mark.parametrize("template", [TULU, REPO / "resources/chat_templates/gemma3.jinja",
+                                      *(FIXTURES / f for f in ("llama3_1_style.jinja", "qwen2_5_style.jinja",
+                                                               "gemma3_generation.jinja"))])
+def test_one_render_finds_the_contents_that_message_by_message_diffs_find(template):
+    chat = template_for(template, {"bos_token": "<bos>", "eos_token": "<eos>"}, name="t")
+    for example in [CONVERSATION, NO_SYSTEM, *shipped(10)]:
+        full = chat.render(example["messages"])
+        fast = chat._spans_from_skeleton(example["messages"], full, "test")
+        assert fast is not None and fast == chat._spans_by_diff(example["messages"], full, "test")
+
+
+def test_contents_a_template_reshapes_are_found_by_diffs(tmp_path):
+    newlines = tmp_path / "newlines.jinja"  # strips newlines only: neither the content nor content.strip()
+    newlines.write_text(TULU.read_text().replace("(message['content'] | trim)", "message['content'].strip('\\n')"))
+    chat = template_for(newlines, {"bos_token": "<s>", "eos_token": "</s>"}, name="t")
+    messages = [{"role": "user", "content": "\n  indented question\n"}, {"role": "assistant", "content": "yes"}]
+    assert chat._spans_from_skeleton(messages, chat.render(messages), "test") is None
+    segments = chat.segments(messages)
+    assert [(s.text, s.role) for s in segments[:4]] == [
+        ("<s>", Role.BOS), ("<|user|>\n", Role.USER_HEADER), ("  indented question", Role.USER_CONTENT),
+        ("\n", Role.SEPARATOR)]

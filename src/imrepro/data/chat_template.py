@@ -7,10 +7,12 @@ by reading the template:
 
 * **parts**: message ``k``'s part of the text is what the rendering of ``messages[:k+1]`` adds to that of
   ``messages[:k]`` (LLaMA-Factory's prefix diff);
-* **content**: message ``k``'s content is where the whole rendering changes when that content alone is
-  replaced by a placeholder (Axolotl's diff; two placeholders, so a content that starts or ends like one is
-  still found whole). A template may put a content outside its own part (Gemma 3 puts the system prompt
-  inside the first user turn);
+* **content**: message ``k``'s content is where the whole rendering changes when that content is replaced by
+  a placeholder (Axolotl's diff). One render with every content replaced by its own placeholder usually
+  settles all of them (the rendering must then be that text with each content, as is or trimmed, in its
+  placeholder's place); otherwise each content is replaced on its own, by two placeholders in turn. A
+  template may put a content outside its own part (Gemma 3 puts the system prompt inside the first user
+  turn);
 * **template text** is everything else: the template's ``bos_token`` at the start is BOS; in message ``k``'s
   part, text before its content is its header, text after its content its end of turn: EOS for an assistant
   message (the model must learn to stop), the separator role for a system or user message.
@@ -181,10 +183,54 @@ class ChatTemplate:
         return bounds
 
     def _content_spans(self, messages, full, fail, where) -> list[tuple[int, int]]:
-        spans = []
+        """Each message's content span in ``full``, checked to hold that content (stripped at most)."""
         for k, message in enumerate(messages):
             if not isinstance(message.get("content"), str):
                 raise fail(f"message {k}: content must be a string")
+        spans = self._spans_from_skeleton(messages, full, where) or self._spans_by_diff(messages, full, where)
+        for k, (message, (lo, hi)) in enumerate(zip(messages, spans, strict=True)):
+            if full[lo:hi].strip() != message["content"].strip():
+                raise fail(f"message {k} ({message['role']}): the template changes its content "
+                           f"({message['content'].strip()[:40]!r} renders as {full[lo:hi].strip()[:40]!r})")
+            if any(lo < end and start < hi for start, end in spans[:k]):
+                raise fail(f"message {k} ({message['role']}): its content overlaps an earlier message's")
+        return spans
+
+    def _spans_from_skeleton(self, messages, full, where) -> list[tuple[int, int]] | None:
+        """The fast path, one render: every content replaced by its own placeholder character gives the
+        template text between contents; ``full`` must be that text with each content (as is, or stripped as
+        Jinja's ``trim`` does) in its placeholder's place. None where it is not (then :meth:`_spans_by_diff`)."""
+        marks = [chr(0xE000 + k) for k in range(len(messages))]  # private-use characters, one per message
+        if len(messages) > 6400 or any(m in message["content"] for m in marks for message in messages):
+            return None
+        skeleton = self.render([{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)],
+                               where=f"{where}, its contents replaced by placeholders")
+        positions = [skeleton.find(mark) for mark in marks]
+        if any(p < 0 or skeleton.count(mark) != 1 for p, mark in zip(positions, marks, strict=True)):
+            return None
+        order = sorted(range(len(messages)), key=positions.__getitem__)
+        pieces = [skeleton[:positions[order[0]]]]
+        pieces += [skeleton[positions[a] + 1:positions[b]] for a, b in zip(order[:-1], order[1:], strict=True)]
+        pieces.append(skeleton[positions[order[-1]] + 1:])
+        if not full.startswith(pieces[0]):
+            return None
+        spans, cursor = [None] * len(messages), len(pieces[0])
+        for k, after in zip(order, pieces[1:], strict=True):
+            content = messages[k]["content"]
+            for candidate in dict.fromkeys((content, content.strip())):
+                end = cursor + len(candidate)
+                if full.startswith(candidate, cursor) and full.startswith(after, end):
+                    spans[k], cursor = (cursor, end), end + len(after)
+                    break
+            else:
+                return None
+        return spans if cursor == len(full) else None
+
+    def _spans_by_diff(self, messages, full, where) -> list[tuple[int, int]]:
+        """Message by message: where the rendering changes when that content alone is replaced by a placeholder
+        (two placeholders, so a content that starts or ends like one is still found whole)."""
+        spans = []
+        for k, message in enumerate(messages):
             starts, ends = [], []
             for placeholder in PLACEHOLDERS:
                 changed = messages[:k] + [{**message, "content": placeholder}] + messages[k + 1:]
@@ -192,13 +238,7 @@ class ChatTemplate:
                 starts.append(_common_prefix(full, other))
                 ends.append(len(full) - _common_suffix(full, other))
             lo = min(starts)
-            hi = max(max(ends), lo)
-            if full[lo:hi].strip() != message["content"].strip():
-                raise fail(f"message {k} ({message['role']}): the template changes its content "
-                           f"({message['content'].strip()[:40]!r} renders as {full[lo:hi].strip()[:40]!r})")
-            if spans and lo < max(h for _, h in spans) and hi > lo:
-                raise fail(f"message {k} ({message['role']}): its content overlaps an earlier message's")
-            spans.append((lo, hi))
+            spans.append((lo, max(max(ends), lo)))
         return spans
 
     def _check_generation_prompts(self, messages, full, spans, fail, where) -> None:

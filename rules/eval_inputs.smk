@@ -140,6 +140,9 @@ def get_model_output_inputs(jobs):
             found["alpaca_eval_questions"] = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
         if "mt_bench" in jobs:
             found["mt_bench_questions"] = repo_path("resources/eval/mt_bench/question.jsonl")
+        tokenizer = CFG["tokenizers"][model_tokenizer(target.model)]
+        if "chat_template" in tokenizer and tokenizer["chat_template"] != "model":  # a file: prompts follow it
+            found["chat_template"] = chat_template_setting(tokenizer["chat_template"])
         return found
     return inputs
 

@@ -178,6 +178,8 @@ class ChatTemplate:
                            f"whole rendering (they part at character {_common_prefix(prefix, full)}: "
                            f"{prefix[_common_prefix(prefix, full):][:40]!r}); the template rewrites earlier "
                            "turns when later ones follow")
+            if len(prefix) < bounds[-1]:
+                raise fail(f"not prefix-stable: its first {k} message(s) render shorter than its first {k - 1}")
             bounds.append(len(prefix))
         bounds.append(len(full))
         return bounds

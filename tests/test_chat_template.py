@@ -146,3 +146,26 @@ def test_contents_a_template_reshapes_are_found_by_diffs(tmp_path):
     assert [(s.text, s.role) for s in segments[:4]] == [
         ("<s>", Role.BOS), ("<|user|>\n", Role.USER_HEADER), ("  indented question", Role.USER_CONTENT),
         ("\n", Role.SEPARATOR)]
+
+
+def test_the_demo_overlay_plans_records_and_prompts_in_the_template(tmp_path):
+    """tests/fixtures/chat_template_demo.yaml (the end-to-end tests' chat-template model): the role record and
+    the model job both get --chat-template, and the template file is an input of both."""
+    from conftest import snakemake
+
+    (tmp_path / "groups.yaml").write_text(
+        "extra_datasets: []\nrun_groups: {chat: {models: [demo_llama_chat], datasets: [lima_head64], "
+        "methods: [im_seed]}}\nuse_run_groups: [chat]\nevaluation: {benchmarks: [regen_bleu]}\n")
+    configs = [REPO / "profiles/demo/demo_config.yaml", REPO / "tests/fixtures/chat_template_demo.yaml",
+               tmp_path / "groups.yaml"]
+    result = snakemake("--directory", str(tmp_path), "--nolock", "-n", "-p", "evaluate", "--configfile",
+                       *map(str, configs))
+    assert result.returncode == 0, result.stdout[-3000:]
+    flag = f"--chat-template {TULU}"
+    commands = [line for line in result.stdout.splitlines() if flag in line]
+    assert any("build_role_record.py" in c and "llama2_chat_ml256/lima_head64.parquet" in c for c in commands)
+    assert any("eval_model_outputs.py" in c and "demo_llama_chat__lima_head64__im_seed" in c for c in commands)
+    jobs = result.stdout.split("\nrule ")  # every planned job: its rule name, input and output lines
+    for rule in ("role_record", "model_outputs"):
+        planned = [job for job in jobs if job.startswith(rule)]
+        assert planned and all(f"input: {TULU}" in job or f", {TULU}" in job for job in planned), rule

@@ -56,6 +56,11 @@ class TemplateError(ValueError):
     """A chat template that cannot be used for this conversation (the message says why and where)."""
 
 
+def special_token_strings(tokenizer) -> dict[str, str]:
+    """A Hugging Face tokenizer's special-token strings, as ``apply_chat_template`` passes them to a template."""
+    return {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+
+
 def _fixed_strftime(fmt: str) -> str:
     return TEMPLATE_DATE.strftime(fmt)
 

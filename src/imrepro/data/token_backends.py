@@ -227,7 +227,9 @@ class HFBackend:
 
     @property
     def special_token_strings(self) -> dict[str, str]:
-        return {k: v for k, v in self.tok.special_tokens_map.items() if isinstance(v, str)}
+        from imrepro.data.chat_template import special_token_strings
+
+        return special_token_strings(self.tok)
 
 
 def load_backend(spec: TokenizerSpec) -> SentencePieceBackend | HFBackend:

@@ -177,10 +177,9 @@ class Generator:
             self.sp = SentencePieceBackend(tokenizer_model, add_bos=chat_template is None)
         self.template = None
         if chat_template is not None:
-            from imrepro.data.chat_template import template_for
+            from imrepro.data.chat_template import special_token_strings, template_for
 
-            specials = self.sp.special_token_strings if self.sp is not None else {
-                k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+            specials = self.sp.special_token_strings if self.sp is not None else special_token_strings(self.tokenizer)
             self.template = template_for(chat_template, specials, name=str(model_dir), tokenizer=self.tokenizer)
         self.n_truncated = 0
 

@@ -6,6 +6,7 @@ Skipped unless the study extra is installed (`make study-install`; .ci/run does 
 nothing. About 2-3 minutes on 2 cores, most of it dequantizing the GGUF once per session.
 """
 
+import copy
 import importlib.util
 import json
 import math
@@ -136,3 +137,66 @@ def test_one_optimizer_step_and_one_evaluation(model_dir, backend, tmp_path):
     result = json.loads((tmp_path / "output_loss.json").read_text())
     assert result["status"] == "scored" and result["train"]["n"] == len(examples)
     assert 0.0 < result["train"]["mean"] < 10.0  # far below chance (log 262144 = 12.5)
+
+
+# ---- Gemma 3's own chat template (resources/chat_templates/gemma3.jinja) with the real Gemma tokenizer ----
+
+GEMMA3_TEMPLATE = REPO / "resources/chat_templates/gemma3.jinja"
+MARKED_TEMPLATE = REPO / "tests/fixtures/chat_templates/gemma3_generation.jinja"
+SYSTEM_CHAT = {"id": "sys", "messages": [
+    {"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of France?"},
+    {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"},
+    {"role": "assistant", "content": "Rome."}]}
+
+
+def _templated(backend, template):
+    from imrepro.data.chat_template import template_for
+
+    templated = copy.copy(backend)
+    templated.template = template_for(template, backend.special_token_strings, name="gemma3", tokenizer=backend.tok)
+    return templated
+
+
+def test_gemma3_template_roles_and_one_bos(backend):
+    from imrepro.data.chat_format import Role
+
+    gemma = _templated(backend, GEMMA3_TEMPLATE)
+    examples = [SYSTEM_CHAT, *_examples()]
+    record = build_role_record(examples, gemma, max_length=None, progress=False)
+    for i, example in enumerate(examples):
+        ids, roles = record.example(i)
+        assert ids[0] == backend.bos_id and ids[1] != backend.bos_id and roles[0] == Role.BOS
+        trained = {policy: backend.decode(ids[label_weights(policy, roles) > 0].tolist()) for policy in ("it", "im")}
+        answers = [m["content"].strip() for m in example["messages"] if m["role"] == "assistant"]
+        assert trained["it"] == "".join(f"{a}<end_of_turn>\n" for a in answers)
+        assert "<start_of_turn>" not in trained["im"]  # role headers are template text
+        assert all(m["content"].strip() in trained["im"] for m in example["messages"])
+    ids, roles = record.example(0)  # Gemma 3 puts the system prompt inside the first user turn
+    system = backend.decode(ids[roles == Role.SYSTEM_CONTENT].tolist())
+    assert system == "Answer in one word." and backend.decode(ids[:4].tolist()).startswith("<bos><start_of_turn>user")
+
+
+def test_gemma3_generation_prompts_are_the_training_prefix(backend):
+    gemma = _templated(backend, GEMMA3_TEMPLATE)
+    examples = [SYSTEM_CHAT, *_examples(4)]
+    record = build_role_record(examples, gemma, max_length=None, progress=False)
+    for i, example in enumerate(examples):
+        ids, _ = record.example(i)
+        prompt = backend.tok(gemma.template.generation_prompt(example["messages"][:-1]), add_special_tokens=False)
+        assert prompt["input_ids"] == ids[:len(prompt["input_ids"])].tolist()
+
+
+def test_generation_markers_agree_with_return_assistant_tokens_mask(backend):
+    """Our answer tokens (assistant content + end of turn) are exactly transformers' assistant mask."""
+    from imrepro.data.chat_format import Role
+
+    marked = _templated(backend, MARKED_TEMPLATE)
+    examples = [SYSTEM_CHAT, *_examples()]
+    record = build_role_record(examples, marked, max_length=None, progress=False)
+    for i, example in enumerate(examples):
+        ids, roles = record.example(i)
+        out = backend.tok.apply_chat_template(example["messages"], chat_template=MARKED_TEMPLATE.read_text(),
+                                              tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        assert out["input_ids"] == ids.tolist()
+        ours = np.isin(roles, [Role.ASSISTANT_CONTENT, Role.EOS]).astype(int).tolist()
+        assert out["assistant_masks"] == ours and sum(ours) > 0

@@ -499,7 +499,8 @@ def _save_final(run: _Run, summary: dict) -> None:
 
 def save_tokenizer(metadata: dict, directory: Path) -> None:
     """Store a Hugging Face tokenizer next to the weights (with the ``<pad>`` token added as the
-    authors did), so evaluation tools can load the model directory on its own."""
+    authors did, and the chat template the records were rendered in), so evaluation tools can load the
+    model directory on its own."""
     from transformers import AutoTokenizer, LlamaTokenizer
 
     if metadata.get("tokenizer_backend") == "sentencepiece":
@@ -514,4 +515,6 @@ def save_tokenizer(metadata: dict, directory: Path) -> None:
                                                   revision=metadata.get("tokenizer_revision"))
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    if metadata.get("chat_template_text"):  # records built in a chat template (absent in older records)
+        tokenizer.chat_template = metadata["chat_template_text"]  # the model is served as it was trained
     tokenizer.save_pretrained(directory)

@@ -58,6 +58,7 @@ def test_only_the_adapter_trains_and_the_run_holds_adapter_and_merged_model(lora
     assert summary["trainable_parameters"] == adapter_size(SPEC["r"])
     assert summary["total_parameters"] == sum(v.size for v in base.values()) + adapter_size(SPEC["r"])
     assert summary["adapter"] == "adapter" and summary["settings"]["lora"] == SPEC
+    assert summary["logits_positions"] == "trained"  # logits_to_keep passes through the PEFT wrapper
     # the adapter in PEFT's format, non-empty
     adapter = out / "adapter"
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == SPEC["r"]

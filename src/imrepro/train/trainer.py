@@ -2,12 +2,14 @@
 
 Readable top to bottom (nanoGPT style): :func:`train` is one screen of phases, each a short
 function below it: ``_build_accelerator``, ``_load_data`` (examples, label weights, the plan of
-optimizer steps), ``_build_model`` (attention implementation, trained-position logits),
-``_build_optimizer``, ``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or
-padded, each ``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean``
-or ``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
-atomic save. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
-ZeRO-2/3) on GPUs; the number of processes comes from the launcher.
+optimizer steps), ``_build_model`` (attention implementation, trained-position logits; a LoRA
+method's PEFT wrapper, imrepro.train.lora), ``_build_optimizer`` (the trainable parameters),
+``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or padded, each
+``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean`` or
+``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
+atomic save (a LoRA run: its adapter and the merged plain model). Runs as one process on CPU, or
+under ``accelerate launch`` (DDP or DeepSpeed ZeRO-2/3) on GPUs; the number of processes comes
+from the launcher.
 
 Resumable: every ``checkpoint_every`` optimizer steps the full state (model, optimizer,
 scheduler, RNG) goes to ``scratch_dir/checkpoint-<step>`` (not a Snakemake output, so it

@@ -148,3 +148,18 @@ def test_qlora_merge_path_equals_the_in_place_merge(tmp_path):
     expected = model.merge_and_unload().state_dict()
     assert merged.keys() == expected.keys()
     assert max(float((merged[k] - expected[k]).abs().max()) for k in merged) < 1e-6
+
+
+def test_an_empty_adapter_is_refused(tmp_path):
+    """What a save of ungathered ZeRO-3 shards writes (every LoRA tensor of size 0) is not taken for an adapter."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = lora.wrap(LlamaForCausalLM(config), SPEC, False)
+    assert lora.save_adapter(model, tmp_path / "whole").is_dir()
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data = torch.empty(0)  # a ZeRO-3 partitioned parameter outside GatheredParameters
+    with pytest.raises(RuntimeError, match="the saved adapter is empty"):
+        lora.save_adapter(model, tmp_path / "sharded")

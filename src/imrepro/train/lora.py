@@ -7,7 +7,7 @@ label policies, packing, NEFTune (its hook sits on the base model's embedding mo
 leaves in place) and resume see the same model interface. At the end a run directory holds
 
 * ``adapter/``: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT's own format), and
-* the merged plain model (:func:`save_merged`), which lm-eval, generation and the judges read
+* the merged plain model (:func:`merged_model`), which lm-eval, generation and the judges read
   unchanged, as after full fine-tuning.
 
 QLoRA (``load_in_4bit``) loads the frozen base in 4-bit NF4 through bitsandbytes, CUDA only; its
@@ -111,7 +111,7 @@ def zero3_gathered(model, accelerator):
 
 def save_adapter(model, directory: Path) -> Path:
     """PEFT's adapter files in ``directory/adapter``; refuses an adapter without tensors or with an
-    empty one (what a save of unGathered ZeRO-3 shards writes)."""
+    empty one (what a save of ungathered ZeRO-3 shards writes)."""
     from safetensors import safe_open
 
     target = directory / ADAPTER_DIR

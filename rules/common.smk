@@ -44,6 +44,18 @@ def tokenizer_path(tokenizer):
     return repo_path(tokenizer["path"])
 
 
+def chat_template_setting(template):
+    """A tokenizers entry's chat_template as a job reads it: "model", or the .jinja file's path."""
+    return template if template == "model" else repo_path(template)
+
+
+def chat_template_flags(tokenizer):
+    """``--chat-template`` of a tokenizers entry (none for the Tulu format): records and prompts alike."""
+    if "chat_template" not in tokenizer:
+        return []
+    return ["--chat-template", chat_template_setting(tokenizer["chat_template"])]
+
+
 def stats_path(dataset):
     return f"{RESULTS}/data/stats/{dataset}.json"
 

@@ -144,6 +144,9 @@ def get_model_output_inputs(jobs):
             found["alpaca_eval_questions"] = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
         if "mt_bench" in jobs:
             found["mt_bench_questions"] = repo_path("resources/eval/mt_bench/question.jsonl")
+        tokenizer = CFG["tokenizers"][model_tokenizer(target.model)]
+        if "chat_template" in tokenizer and tokenizer["chat_template"] != "model":  # a file: prompts follow it
+            found["chat_template"] = chat_template_setting(tokenizer["chat_template"])
         return found
     return inputs
 
@@ -189,9 +192,11 @@ def get_lm_eval_flags(wildcards):
 
 def get_tokenizer_flags(wildcards):
     """Generation tokenises prompts exactly as training did: with the SentencePiece model itself
-    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces)."""
+    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces),
+    and in the tokenizer's chat template where it has one."""
     tokenizer = CFG["tokenizers"][model_tokenizer(get_target(wildcards).model)]
-    return ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    flags = ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    return flags + chat_template_flags(tokenizer)
 
 
 def get_generation_flags(wildcards):

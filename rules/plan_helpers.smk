@@ -16,6 +16,8 @@ def get_plan_jobs():
             "record": record_path(model_tokenizer(run.model), run.train_dataset),
             "stats": stats_path(run.train_dataset), "paper_name": entry.get("paper_name"),
             "parent_paper_name": parent.get("paper_name"), "subset_size": args.get("size", args.get("count")),
+            "lora": CFG["methods"][run.method].get("lora"),
+            "gradient_checkpointing": training["gradient_checkpointing"],
         })
     return jobs
 

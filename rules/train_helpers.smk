@@ -87,6 +87,7 @@ def get_train_settings(wildcards):
         output_dir=train_dir(run),
         scratch_dir=f"{training['scratch_dir']}/train/{run.run_id}",
         log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
+        lora=CFG["methods"][run.method].get("lora"),  # optional: absent = full fine-tuning
         reference_logprobs=reference_path(run.model, run.train_dataset) if method["kl_lambda"] else None,
         progress=True,
         run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method,

@@ -162,6 +162,12 @@ def check_references(config: dict) -> None:
     for name, tokenizer in config["tokenizers"].items():
         if tokenizer.get("from_model") is not None and tokenizer["from_model"] not in config["models"]:
             raise ConfigError(f"tokenizers.{name}.from_model", f"unknown model '{tokenizer['from_model']}'")
+        template = tokenizer.get("chat_template")  # optional: absent = the Tulu format
+        if template == "model" and tokenizer["backend"] == "sentencepiece":
+            raise ConfigError(f"tokenizers.{name}.chat_template",
+                              "a SentencePiece model has no chat template of its own: give a .jinja file")
+        if template not in (None, "model") and not (REPO / template).is_file() and not Path(template).is_file():
+            raise ConfigError(f"tokenizers.{name}.chat_template", f"no file {template} (nor 'model')")
     for group, spec in config["run_groups"].items():
         for field, known in (("models", config["models"]), ("datasets", datasets),
                              ("methods", config["methods"])):

@@ -185,9 +185,10 @@ def evaluate_tasks(model_dir: str | os.PathLike, keys: list[str], *, source: str
             task_name = spec.lm_eval_task
             tasks = [task_name]
         log.info("lm-eval %s (%s), %s shots", key, task_name, shots)
+        # the paper's tasks are plain-text prompts: never the chat template a model's tokenizer may carry
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=shots,
                                       limit=limit, log_samples=True, bootstrap_iters=bootstrap_iters,
-                                      gen_kwargs=gen_kwargs, **seeds)
+                                      gen_kwargs=gen_kwargs, apply_chat_template=False, **seeds)
         scored = score_spec(key, source)
         value = task_scores_from_lm_eval(out, tasks=[scored]).get(key)
         if value is None:

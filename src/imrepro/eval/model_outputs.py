@@ -35,7 +35,6 @@ from imrepro.core.models import check_model_dir
 from imrepro.eval.generation import (
     DEFAULT_BATCH_SIZE,
     Sampling,
-    chat_prompt,
     count_empty,
     load_generator,
     select_backend,
@@ -153,7 +152,7 @@ def _convert(field, value, where: str):
 
 def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: str = "auto",
              batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto", tokenizer_model: str | Path | None = None,
-             seed: int = 42, progress: bool = True) -> dict:
+             chat_template: str | None = None, seed: int = 42, progress: bool = True) -> dict:
     """Run ``jobs`` (from :func:`parse_jobs`) with one model load; return the stats of each benchmark."""
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
@@ -167,7 +166,8 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     if "output_loss" in jobs:
         if select_backend(backend) == "hf":  # generation will use this model: load it once
             generator = load_generator(model_dir, backend="hf", batch_size=batch_size, precision=precision,
-                                       progress=progress, tokenizer_model=tokenizer_model)
+                                       progress=progress, tokenizer_model=tokenizer_model,
+                                       chat_template=chat_template)
             model, attn, device = generator.model, generator.attn_implementation, generator.device
         else:
             from imrepro.train.scoring import load_scoring_model
@@ -181,7 +181,7 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     generating = [name for name in jobs if name != "output_loss"]
     if generating and generator is None:
         generator = load_generator(model_dir, backend=backend, batch_size=batch_size, precision=precision,
-                                   progress=progress, tokenizer_model=tokenizer_model)
+                                   progress=progress, tokenizer_model=tokenizer_model, chat_template=chat_template)
     for name in generating:
         before = generator.n_truncated
         stat = _timed(GENERATING_RUNNERS[name], jobs[name], generator, model_id=model_id, seed=seed)
@@ -244,7 +244,7 @@ def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
         raise ValueError(f"{job.dataset}: no examples")
     pairs = [regeneration_pair(example) for example in examples]
     before = generator.n_truncated
-    texts = generator.generate([chat_prompt(messages) for messages, _ in pairs],
+    texts = generator.generate([generator.chat_prompt(messages) for messages, _ in pairs],
                                Sampling(max_new_tokens=job.max_new_tokens, temperature=0.0), desc="regeneration")
     generations = [samples[0] for samples in texts]
     references = [reference for _, reference in pairs]

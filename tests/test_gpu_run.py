@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, snakemake
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_wheels  # noqa: E402
@@ -49,6 +49,19 @@ def test_cpu_rehearsal_runs_the_workflow_and_writes_one_record(tmp_path):
     assert "## Workflow (profiles/gpu)" in markdown and "## (c) generation" in markdown
     assert "| gpu_llama_1b__gpu_lima__it__ep1 | it | no | fp32 | sdpa_varlen |" in markdown
     assert (out / "gpu_run_logs.tar.gz").stat().st_size > 0
+
+
+def test_gpu_profile_plans_the_1b_workflow_offline(tmp_path):
+    """profiles/gpu as the GPU machine runs it: the 1.1B shape, bf16, FlexAttention, no hub."""
+    result = snakemake("--directory", str(tmp_path), "--nolock", "--profile", str(REPO / "profiles" / "gpu"),
+                       "-n", "-p", "all")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = dict(line.split() for line in result.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert counts["train_model"] == "2" and counts["lm_eval"] == "2" and counts["model_outputs"] == "2"
+    assert '"attn_implementation": "flex_attention"' in result.stdout and '"precision": "bf16"' in result.stdout
+    assert '"hidden_size": 2048' in result.stdout and '"num_key_value_heads": 4' in result.stdout
+    assert "huggingface.co" not in result.stdout
 
 
 def test_every_wheel_is_pinned_by_the_lock():

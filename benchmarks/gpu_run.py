@@ -35,6 +35,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -247,6 +248,8 @@ def markdown(report: dict) -> str:
         lines += ["## benchmarks/gpu_check.py", "", *body.splitlines()[4:-1]]
     for name, why in report.get("skipped", {}).items():
         lines.append(f"skipped {name}: {why}")
+    for name, error in report.get("errors", {}).items():
+        lines += [f"failed {name}:", "", "```", error.rstrip(), "```"]
     lines += ["", f"wall {report['wall_seconds']:.0f} s (budget {report['budget_s']:.0f} s)"]
     return "\n".join(lines) + "\n"
 
@@ -259,7 +262,7 @@ def main(argv=None) -> dict:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="gpu_run_"))
-    report: dict = {"budget_s": args.budget_s, "skipped": {}}
+    report: dict = {"budget_s": args.budget_s, "skipped": {}, "errors": {}}
     site = None
     if args.wheels:
         site = scratch / "site"
@@ -305,7 +308,10 @@ def main(argv=None) -> dict:
             elif left < needs[name]:
                 report["skipped"][name] = f"{left:.0f} s of the budget left, it is given {needs[name]} s"
             else:
-                report[key] = measure(args.cpu, checkdir) if name != "generation" else measure(args.cpu)
+                try:
+                    report[key] = measure(args.cpu, checkdir) if name != "generation" else measure(args.cpu)
+                except Exception as error:  # noqa: BLE001 - a first run on new hardware: record it, go on
+                    report["errors"][name] = "".join(traceback.format_exception(error)[-3:])
             save()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

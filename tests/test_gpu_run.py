@@ -44,7 +44,7 @@ def test_cpu_rehearsal_runs_the_workflow_and_writes_one_record(tmp_path):
     assert flow["evaluation_devices"] == ["lm_eval: cpu float32"]
     assert {row["benchmark"] for row in flow["eval_long"]} >= {"WinoGrande", "Regeneration BLEU"}
     assert report["generation"]["identical_outputs"] == "4/4"
-    assert report["skipped"] == {"train": "--skip", "step_7b": "--skip"}
+    assert report["skipped"] == {"train": "--skip", "step_7b": "--skip"} and report["errors"] == {}
     markdown = (out / "gpu_run.md").read_text()
     assert "## Workflow (profiles/gpu)" in markdown and "## (c) generation" in markdown
     assert "| gpu_llama_1b__gpu_lima__it__ep1 | it | no | fp32 | sdpa_varlen |" in markdown

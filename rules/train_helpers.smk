@@ -91,6 +91,7 @@ def get_train_settings(wildcards):
         prompt_weight=method.get("prompt_weight"),
         neftune_alpha=method.get("neftune_alpha"),
         kl_lambda=method.get("kl_lambda"),
+        lora=method.get("lora"),
         reference_logprobs=reference_path(run.model, run.dataset) if method.get("kl_lambda") else None,
         progress=True,
         run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method},

@@ -32,6 +32,8 @@ class TrainSettings:
     neftune_alpha: float | None = _doc("NEFTune noise alpha; None = no noise")
     kl_lambda: float | None = _doc("weight of the authors' KL term; None = no KL")
     reference_logprobs: str | None = _doc("base-model token log-probs (.npy) for the KL term")
+    lora: dict | None = _doc("LoRA adapter (imrepro.train.lora): r, alpha, dropout, target_modules, "
+                             "modules_to_save, load_in_4bit; None = every weight is trained")
     # --- optimisation (the paper's hyper-parameters by default)
     epochs: float = _doc("passes over the data (fractional allowed)", 2)
     learning_rate: float = _doc("peak AdamW learning rate", 2e-5, config=True)

@@ -35,7 +35,7 @@ import torch
 from imrepro.core import provenance
 from imrepro.core.models import load_causal_lm
 from imrepro.data.role_record import RoleRecord, load_role_record
-from imrepro.train import attention, packing
+from imrepro.train import attention, lora, packing
 from imrepro.train import loss as loss_lib
 from imrepro.train.label_policies import label_weights
 from imrepro.train.neftune import NEFTune, neftune_scale
@@ -99,8 +99,15 @@ def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tens
 
 
 def load_model(settings: TrainSettings, pad_id: int, attn_implementation: str):
-    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation)
+    quantized = lora.quantization_config(settings.lora, _compute_dtype(settings)) if settings.lora else None
+    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation,
+                                 quantization_config=quantized)
     return _configure_model(model, settings, pad_id), attn
+
+
+def _compute_dtype(settings: TrainSettings) -> torch.dtype:
+    """The dtype of QLoRA's 4-bit matmuls: the mixed precision of a GPU run."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision, torch.float32)
 
 
 def _configure_model(model, settings: TrainSettings, pad_id: int):
@@ -190,6 +197,7 @@ class _Run:
     trained_logits: bool = False  # LM head only at trained positions (logits_to_keep)
     compute_dtype: torch.dtype = torch.float32
     noise: NEFTune | None = None
+    parameters: dict | None = None  # trainable and total parameter counts
 
 
 def train(settings: TrainSettings) -> dict:
@@ -214,7 +222,7 @@ def train(settings: TrainSettings) -> dict:
             _save_checkpoint(run.accelerator, Path(settings.scratch_dir), done, {"step": done, "history": history})
     bar.close()
     summary = _summary(run, history, start_step, time.perf_counter() - t_start)
-    _save_final(run.accelerator, run.model, settings, run.data.record, summary)
+    _save_final(run, summary)
     if writer:
         writer.close()
     return summary
@@ -262,6 +270,8 @@ def _build_model(run: _Run, model=None) -> None:
     """The model with its attention implementation (imrepro.train.attention) and logits path;
     ``model``: an already built one instead of ``settings.model_path`` (benchmarks/gpu_check.py)."""
     settings = run.settings
+    if settings.lora:
+        lora.check_quantization(lora.check_spec(settings.lora), torch.cuda.is_available())
     attn = attention.resolve_training_attention(settings.attn_implementation, settings.packing,
                                                 run.accelerator.device.type)
     if model is None:
@@ -269,6 +279,9 @@ def _build_model(run: _Run, model=None) -> None:
     else:
         model.set_attn_implementation(attn)
         run.model, run.attn = _configure_model(model, settings, run.pad_id), attn
+    if settings.lora:  # after the resize: the new <pad> row belongs to the frozen base
+        run.model = lora.wrap(run.model, settings.lora, settings.gradient_checkpointing)
+    run.parameters = lora.parameter_counts(run.model)
     window = getattr(run.model.config, "sliding_window", None)
     if settings.packing and run.attn in ("sdpa", "eager") and window and max(run.data.lengths) > window:
         raise ValueError(f"attn_implementation {run.attn} with packing: the dense block mask ignores the model's "
@@ -276,8 +289,10 @@ def _build_model(run: _Run, model=None) -> None:
     # transformers' CausalLM forward takes logits_to_keep (an index tensor) and applies the LM head
     # (and any final soft-capping) only there; a model without it computes every position.
     run.trained_logits = settings.trained_logits_only and "logits_to_keep" in inspect.signature(
-        run.model.forward).parameters
-    log.info("attention %s, logits at %s positions", run.attn, "trained" if run.trained_logits else "all")
+        lora.base_forward(run.model)).parameters
+    log.info("attention %s, logits at %s positions; %d of %d parameters trained", run.attn,
+             "trained" if run.trained_logits else "all", run.parameters["trainable_parameters"],
+             run.parameters["total_parameters"])
 
 
 def _build_optimizer(run: _Run) -> None:
@@ -292,7 +307,7 @@ def _build_optimizer(run: _Run) -> None:
     def decays(name: str) -> bool:
         return not (name.endswith("bias") or "norm" in name)
 
-    named = list(run.model.named_parameters())
+    named = [(n, p) for n, p in run.model.named_parameters() if p.requires_grad]  # LoRA freezes the base
     groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
               {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
     warmup = int(len(run.steps) * settings.warmup_ratio)
@@ -435,6 +450,8 @@ def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> di
         "world_size": run.accelerator.num_processes,
         "attn_implementation": run.attn,
         "logits_positions": "trained" if run.trained_logits else "all",
+        **run.parameters,
+        "adapter": lora.ADAPTER_DIR if settings.lora else None,
         "final_loss": history[-1]["loss"] if history else None,
         "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
         "wall_seconds": wall,
@@ -449,16 +466,28 @@ def _tokens_per_second(history: list[dict]) -> float | None:
     return sum(h["tokens"] for h in history) / seconds if seconds else None
 
 
-def _save_final(accelerator, model, settings: TrainSettings, record: RoleRecord, summary: dict) -> None:
+def _save_final(run: _Run, summary: dict) -> None:
     """Write the model directory atomically (temporary sibling, then rename), then drop the
-    scratch checkpoints: an interrupted save never leaves a half-written model."""
+    scratch checkpoints: an interrupted save never leaves a half-written model. A LoRA run writes
+    its adapter (``adapter/``) and the merged plain model."""
+    accelerator, settings = run.accelerator, run.settings
     out = Path(settings.output_dir)
     tmp = out.with_name(f".{out.name}.tmp")
-    state_dict = accelerator.get_state_dict(model)
+    unwrapped = accelerator.unwrap_model(run.model)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        save_tokenizer(record.metadata, tmp)
+    if settings.lora:
+        with lora.zero3_gathered(unwrapped, accelerator):  # every rank joins the gather
+            if accelerator.is_main_process:
+                lora.save_adapter(unwrapped, tmp)
+                configure = functools.partial(_configure_model, settings=settings, pad_id=run.pad_id)
+                lora.merged_model(unwrapped, settings, configure).save_pretrained(tmp, safe_serialization=True)
+    else:
+        state_dict = accelerator.get_state_dict(run.model)
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    if accelerator.is_main_process:
+        save_tokenizer(run.data.record.metadata, tmp)
         (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)

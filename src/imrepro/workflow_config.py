@@ -126,9 +126,9 @@ def check_references(config: dict) -> None:
     for j, group in enumerate(config["use_run_groups"]):
         if group not in config["run_groups"]:
             raise ConfigError(f"use_run_groups[{j}]", f"unknown run group '{group}'")
-    heldout = config.get("heldout_dataset")
-    if heldout is not None and heldout not in datasets:
-        raise ConfigError("heldout_dataset", f"unknown dataset '{heldout}'")
+    for key in ("heldout_dataset", "reference_dataset"):
+        if config.get(key) is not None and config[key] not in datasets:
+            raise ConfigError(key, f"unknown dataset '{config[key]}'")
     for j, name in enumerate(config["extra_datasets"]):
         if name not in datasets:
             raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
@@ -217,10 +217,9 @@ def trained_datasets(config: dict) -> list[str]:
 
 
 def evaluated_datasets(config: dict) -> list[str]:
-    """Datasets built and tokenised besides the trained ones: held-out set and extras."""
+    """Datasets built and tokenised besides the trained ones: held-out and reference sets, extras."""
     names = list(config["extra_datasets"])
-    if config.get("heldout_dataset"):
-        names.append(config["heldout_dataset"])
+    names += [config[key] for key in ("heldout_dataset", "reference_dataset") if config.get(key)]
     return names
 
 

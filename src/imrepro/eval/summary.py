@@ -16,7 +16,8 @@ from pathlib import Path
 from imrepro.eval import aggregate
 from imrepro.eval.catalogue import ALL_BENCHMARKS, DISPLAY_NAMES, LM_EVAL_TASKS
 
-LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)"}
+LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)",
+              "reference": "Output loss (reference answers)"}
 
 
 def load_result(path: str | Path) -> dict:
@@ -43,8 +44,9 @@ def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None
     if name == "regen_bleu":
         return [("Regeneration BLEU", "bleu", result["value"])]
     if name == "output_loss":
+        # train and held-out always (empty where not scored); the reference answers where configured
         return [(LOSS_NAMES[split], "mean_per_example_loss", (result.get(split) or {}).get("mean"))
-                for split in LOSS_NAMES]
+                for split in LOSS_NAMES if split != "reference" or result.get(split)]
     return []
 
 

@@ -28,7 +28,7 @@ wildcard_constraints:
     tokenizer=r"[A-Za-z0-9_.-]+",
     max_length=r"\d+",
     model=r"[A-Za-z0-9_.-]+",
-    run=r"[A-Za-z0-9_.-]+__[A-Za-z0-9_]+__[A-Za-z0-9_.-]+__ep[0-9.p]+",
+    run=wc.RUN_ID_PATTERN,
 
 
 include: "rules/data.smk"

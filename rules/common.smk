@@ -74,9 +74,9 @@ def base_model_config(model):
     return f"{base_model_dir(model)}/config.json"
 
 
-def method_seed(method):
-    """The seed a method trains with: its own ``seed:`` (seed replicates of one arm) or training.seed."""
-    return CFG["methods"][method].get("seed", CFG["training"]["seed"])
+def run_settings(run):
+    """Labels policy, weights, seed, learning rate, ... of ``run`` (a wc.Run), its sweep values applied."""
+    return wc.run_settings(CFG, run)
 
 
 def train_dir(run):

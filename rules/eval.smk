@@ -190,10 +190,11 @@ rule eval_long_table:
         f"{EVAL_LOGS}/eval_long.log",
     params:
         script=script_path("eval_summary.py"),
+        seeds=json.dumps({tid: t.run and run_settings(t.run)["seed"] for tid, t in TARGETS.items()}),
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python {params.script} long --output {output:q} {input:q} > {log} 2>&1"
+        "python {params.script} long --seeds {params.seeds:q} --output {output:q} {input:q} > {log} 2>&1"
 
 
 rule runs_table:

@@ -135,7 +135,7 @@ def get_model_output_inputs(jobs):
         if "regen_bleu" in jobs:
             if target.run is None:
                 raise ValueError(f"regen_bleu needs a training set: '{target.target_id}' is a base model")
-            found["regen_dataset"] = canonical_path(target.run.dataset)
+            found["regen_dataset"] = canonical_path(target.run.train_dataset)
         if "alpaca_eval" in jobs:
             found["alpaca_eval_questions"] = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
         if "mt_bench" in jobs:
@@ -238,7 +238,7 @@ def output_loss_records(target):
     tokenizer = model_tokenizer(target.model)
     records = {}
     if target.run:
-        records["train"] = record_path(tokenizer, target.run.dataset)
+        records["train"] = record_path(tokenizer, target.run.train_dataset)
     if CFG.get("heldout_dataset"):  # optional: no held-out loss without it
         records["heldout"] = record_path(tokenizer, CFG["heldout_dataset"])
     if CFG.get("reference_dataset"):  # optional: good answers (AlpacaEval's reference), a quality proxy
@@ -269,9 +269,12 @@ def runs_table_rows():
             dataset, method = CFG["datasets"][run.dataset], CFG["methods"][run.method]
             row.update(dataset=run.dataset, dataset_paper_name=dataset.get("paper_name", run.dataset),
                        compare_as=dataset.get("compare_as", dataset.get("paper_name", "")), method=run.method,
-                       method_paper_name=method.get("paper_name", run.method), epochs=run.epochs)
+                       method_paper_name=method.get("paper_name", run.method), epochs=run.epochs,
+                       seed_draws_data=run.data_seed is not None, swept=" ".join(name for name, _ in run.sweep),
+                       **run_settings(run))
         else:
             row.update(dataset="", dataset_paper_name="none (base)", compare_as="none (base)", method="",
-                       method_paper_name="none", epochs="")
+                       method_paper_name="none", epochs="", seed_draws_data=False, swept="",
+                       **dict.fromkeys(wc.RUN_SETTING_KEYS))
         rows.append(row)
     return rows

@@ -55,13 +55,16 @@ rule paper_figure:
     params:
         script=script_path("make_figure.py"),
         loss=lambda w, input: ["--loss", *input.loss] if input.loss else [],
+        # the comparison stage's intervals where that table exists (the sweep figures; absent: no bars)
+        comparisons=table_path("comparisons", "csv"),
         label=LABEL,
         caption=lambda w: caption_text(w.figure),
     conda:
         "../envs/analysis.yaml"
     shell:
         "MPLBACKEND=Agg python {params.script} --figure {wildcards.figure} --eval-long {input.eval_long:q} "
-        "--runs {input.runs:q} --paper {input.paper:q} {params.loss:q} --label {params.label:q} "
+        "--runs {input.runs:q} --paper {input.paper:q} {params.loss:q} --comparisons {params.comparisons:q} "
+        "--label {params.label:q} "
         "--output-png {output.png:q} --output-pdf {output.pdf:q} > {log} 2>&1"
 
 

@@ -11,15 +11,17 @@ def study_config():
 
 
 def study_targets():
-    """Target id -> {dataset, arm, seed}: arm = the method's paper_name, seed = its seed."""
+    """Target id -> {dataset, arm, labels, seed, label}: arm = the method id, labels its policy (the report
+    compares arms by policy), seed the run's, label the method's paper_name (display only)."""
     out = {}
     for tid, target in TARGETS.items():
         if target.run is None:
-            out[tid] = {"dataset": None, "arm": "base", "seed": None}
+            out[tid] = {"dataset": None, "arm": "base", "labels": None, "seed": None, "label": "base"}
         else:
-            method = CFG["methods"][target.run.method]
-            out[tid] = {"dataset": target.run.dataset, "arm": method.get("paper_name", target.run.method),
-                        "seed": method_seed(target.run.method)}
+            run = target.run
+            settings = run_settings(run)
+            out[tid] = {"dataset": run.dataset, "arm": run.method, "labels": settings["labels"],
+                        "seed": settings["seed"], "label": CFG["methods"][run.method].get("paper_name", run.method)}
     return out
 
 

@@ -185,17 +185,19 @@ def test_summary_lists_not_shipped_and_judged(tmp_path):
     assert summary["unparseable_verdicts"] == {"mt_bench": 2} and summary["judge_label"] == "demo-judge"
     assert summary["provenance"]["packages"]["torch"] == torch.__version__
     assert "gpus" not in summary["provenance"]  # no model runs in a summary job: torch is not imported
-    rows = eval_summary.long_rows([summary])
-    assert ("r1", "MT-Bench", "score", 3.5, "") in rows
-    assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "") in rows
-    assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "") in rows
-    assert ("r1", "Output loss (reference answers)", "mean_per_example_loss", 2.5, "") in rows
+    rows = eval_summary.long_rows([summary], {"r1": 3})
+    assert ("r1", "MT-Bench", "score", 3.5, "", 3) in rows
+    assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "", 3) in rows
+    assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "", 3) in rows
+    assert ("r1", "Output loss (reference answers)", "mean_per_example_loss", 2.5, "", 3) in rows
     no_reference = eval_summary._extra_rows("output_loss", {"train": None, "heldout": {"mean": 1.2}})
     assert [r[0] for r in no_reference] == ["Output loss (train)", "Output loss (held-out)"]
-    assert ("r1", "HellaSwag", "acc_norm,none", None, "") in rows
+    assert ("r1", "HellaSwag", "acc_norm,none", None, "", 3) in rows
     assert ("r1", "Understanding & Knowledge", "category_mean", pytest.approx(50.0),
-            "partial: 2 of 5 tasks (mmlu, piqa)") in rows
+            "partial: 2 of 5 tasks (mmlu, piqa)", 3) in rows
     (mean,) = [r for r in rows if r[1] == aggregate.MEAN_NAME]
+    with pytest.raises(ValueError, match="no seed given"):
+        eval_summary.long_rows([summary], {})
     assert mean[4] == "partial: 2 of 6 categories, some of them partial"
     strict = eval_summary.summarize_target("r1", [json.loads(p.read_text()) for p in _results(tmp_path)],
                                            allow_partial=False, judge_label="x")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
-from imrepro.report import figures, tables
+from imrepro.report import figures, sweep_figures, tables
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs, name_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,13 +45,13 @@ def _scores(run: str, seed: int) -> list[tuple]:
 
 
 def write_inputs(tmp_path: Path, runs: list[dict], overrides: dict | None = None,
-                 notes: dict | None = None) -> dict[str, Path]:
+                 notes: dict | None = None, fields: list[str] = RUN_FIELDS) -> dict[str, Path]:
     """runs.csv and eval_long.csv; ``overrides``: {(run, benchmark, metric): value or None}; ``notes``:
     {(run, benchmark, metric): note}, written as a fifth column ``note`` when given (else the old 4 columns)."""
     overrides = overrides or {}
     paths = {"runs": tmp_path / "runs.csv", "eval_long": tmp_path / "eval_long.csv"}
     with open(paths["runs"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(runs)
     rows = [row for i, run in enumerate(runs) for row in _scores(run["run"], i)]
@@ -358,7 +358,8 @@ def test_every_figure_with_data_and_without_runs(name, figure_inputs, tmp_path):
     fig = figures.make_figure(name, figure_inputs)
     text = _texts(fig)
     assert "DEMO-SCALE numbers: synthetic" in text
-    if name not in ("fig1", "fig5"):  # no Table 1 training set, no 13B/OPT run in the synthetic runs: they say so
+    if name not in ("fig1", "fig5", *sweep_figures.BUILDERS):  # no Table 1 training set, no 13B/OPT run, no
+        # sweep in the synthetic runs: they say so (sweeps: tests/test_sweep_figures.py)
         assert "not run in this configuration" not in text, text
     if name == "fig2":
         assert "ours: y = 10.00 ln(x) + 30.00" in text and "paper: y = 18.85 ln(x) + 25.83" in text
@@ -442,7 +443,10 @@ def test_report_caption_names_the_paper_item_and_renders(name):
 
     text = (REPO / "report" / "captions" / f"{name}.rst").read_text()
     number = name.removeprefix("table").removeprefix("fig")
-    assert f"**{'Table' if name.startswith('table') else 'Figure'} {number}**" in text
+    if name in sweep_figures.BUILDERS:  # ours, after the paper: the caption says so
+        assert "not a figure of Shi et al." in text
+    else:
+        assert f"**{'Table' if name.startswith('table') else 'Figure'} {number}**" in text
 
     class Snakemake:  # what Snakemake passes to a caption template
         params = type("Params", (), {"label": "DEMO-SCALE numbers"})()
@@ -528,3 +532,39 @@ def test_long_label_and_point_labels_stay_inside_the_figure(name, figure_inputs)
     for legend in fig.legends:  # one legend below the panels, covering none of them
         box = legend.get_window_extent(renderer)
         assert _inside(box, fig.bbox) and not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+
+
+DECLARED = {"it": ("it", "", ""), "im_seed": ("im_seed", "", ""), "im": ("im", "", ""),
+            "neftune": ("it", "5.0", ""), "it_kl_0.1": ("it", "", "0.1"), "": ("", "", "")}
+
+
+def _with_declared_attributes(tmp_path: Path, rename: bool):
+    """MAIN_RUNS as runs.csv writes them now (labels, NEFTune, KL, swept); ``rename``: every method's
+    paper_name replaced."""
+    runs = []
+    for run in MAIN_RUNS:
+        labels, alpha, kl = DECLARED[run["method"]]
+        runs.append({**run, "labels": labels, "neftune_alpha": alpha, "kl_lambda": kl, "swept": "",
+                     "method_paper_name": f"Renamed {run['method']}" if rename and run["method"] else
+                     run["method_paper_name"]})
+    fields = [*RUN_FIELDS, "labels", "neftune_alpha", "kl_lambda", "swept"]
+    (tmp_path / ("renamed" if rename else "as_is")).mkdir()
+    paths = write_inputs(tmp_path / ("renamed" if rename else "as_is"), runs, fields=fields)
+    return load_eval_long(paths["eval_long"]), load_runs(paths["runs"]), load_paper(PAPER_CSV)
+
+
+def test_renaming_a_paper_name_drops_no_row(tmp_path):
+    """Tables and figures find the paper's arms by the runs' declared attributes (labels policy, NEFTune,
+    KL), not by method_paper_name: renaming every method keeps every row, value and paper match."""
+    as_is, renamed = _with_declared_attributes(tmp_path, False), _with_declared_attributes(tmp_path, True)
+    assert list(renamed[1]["arm"]) == list(as_is[1]["arm"]) == [
+        "", "IT", "IM", "IM (Eq. 4)", "NEFTune", "IT", "NEFTune", "IT w/ KL (lambda=0.1)"]
+    for key in ("table1", "table2", "table7"):
+        strip = [{k: v for k, v in row.items() if k != "method"}
+                 for row in tables.build_table(tables.TABLES[key], *as_is)]
+        renamed_rows = tables.build_table(tables.TABLES[key], *renamed)
+        assert strip == [{k: v for k, v in row.items() if k != "method"} for row in renamed_rows], key
+        assert any(row["status"] == "ok" and row["run"] for row in renamed_rows), key
+    before, after = figures.method_values(figures.Inputs(*as_is), MEAN_NAME, "mean_of_6_categories"), \
+        figures.method_values(figures.Inputs(*renamed), MEAN_NAME, "mean_of_6_categories")
+    assert list(after["run"]) == list(before["run"]) and len(after) == 4

@@ -34,7 +34,8 @@ TABLE_STEMS: dict[str, str] = {
 }
 TABLE_OF_STEM: dict[str, str] = {stem: key for key, stem in TABLE_STEMS.items()}
 # results/figures/<name>.{png,pdf}
-FIGURES: tuple[str, ...] = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig10", "fig11")
+FIGURES: tuple[str, ...] = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig10", "fig11",
+                             "fig_sweep", "fig_weight_grid")  # the last two: imrepro.report.sweep_figures
 
 __all__ = ["ALL_BENCHMARKS", "ALPACA_EVAL_REFERENCE", "ANALYSES", "FIGURES", "JUDGED", "LM_EVAL_TASKS",
            "NEEDS_TRAINING_SET", "TABLE_OF_STEM", "TABLE_STEMS",

@@ -80,7 +80,7 @@ def summarize_target(target: str, results: Iterable[Mapping], *, allow_partial: 
     return summary
 
 
-LONG_COLUMNS = ("run", "benchmark", "metric", "value", "note")
+LONG_COLUMNS = ("run", "benchmark", "metric", "value", "note", "seed")
 
 
 def partial_notes(summary: Mapping) -> dict[str, str]:
@@ -98,11 +98,15 @@ def partial_notes(summary: Mapping) -> dict[str, str]:
     return notes
 
 
-def long_rows(summaries: Iterable[Mapping]) -> list[tuple]:
-    """(run, benchmark, metric, value, note) rows of eval_long.csv; NaN values become missing."""
+def long_rows(summaries: Iterable[Mapping], seeds: Mapping[str, int | None]) -> list[tuple]:
+    """(run, benchmark, metric, value, note, seed) rows of eval_long.csv; NaN values become missing;
+    ``seeds``: run -> its training seed (None for a base model)."""
     rows = []
     for summary in summaries:
         notes = partial_notes(summary)
-        rows += [(r, b, m, None if v is None or (isinstance(v, float) and math.isnan(v)) else v, notes.get(b, ""))
-                 for r, b, m, v in aggregate.to_long_rows(summary["run"], summary)]
+        if summary["run"] not in seeds:
+            raise ValueError(f"summary of {summary['run']!r}: no seed given for this run")
+        seed = seeds[summary["run"]]
+        rows += [(r, b, m, None if v is None or (isinstance(v, float) and math.isnan(v)) else v, notes.get(b, ""),
+                  seed) for r, b, m, v in aggregate.to_long_rows(summary["run"], summary)]
     return rows

@@ -3,7 +3,7 @@
 One function per figure, each returning a :class:`matplotlib.figure.Figure`; :func:`save` writes it
 as PNG and PDF. A figure whose runs are not in the inputs is still drawn, with a "not run in this
 configuration: needs ..." message where the data would be. Inputs and run matching:
-:mod:`imrepro.report.report_inputs`. IM in the figures is ``method_paper_name`` "IM" (the authors' code,
+:mod:`imrepro.report.report_inputs`. IM in the figures is the arm "IM" (labels ``im_seed``: the authors' code,
 behind the published numbers); our Eq.-4 IM ("IM (Eq. 4)") is drawn beside it where it ran. A plotted
 NLP mean whose eval_long ``note`` starts with "partial" (averaged over only the scored tasks) makes its
 panel title say so (Fig. 1, 4).
@@ -34,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from imrepro.catalogue import FIGURES
 from imrepro.core.atomic import atomic_path
 from imrepro.eval.aggregate import MEAN_NAME
+from imrepro.report import sweep_figures
 from imrepro.report.report_inputs import (
     IM,
     IM_EQ4,
@@ -71,6 +72,7 @@ class Inputs:
     epochs: float | None = None
     datasets: Sequence[str] = ()  # keep only these datasets (keys or paper names); empty: all
     size_pattern: str = SIZE_PATTERN
+    comparisons: pd.DataFrame | None = None  # results/tables/comparisons.csv where written (sweep figures)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def method_values(inputs: Inputs, benchmark: str, metric: str, *, all_epochs: bo
     """Trained IT/IM runs of the chosen model with one benchmark value each (NaN if missing)."""
     runs = inputs.runs
     model = select_model(runs, inputs.model)
-    chosen = runs[~runs["is_base"] & (runs["model"] == model) & runs["method_paper_name"].isin(METHODS)]
+    chosen = runs[~runs["is_base"] & (runs["model"] == model) & runs["arm"].isin(METHODS)]
     if not all_epochs:
         epochs = main_epochs(runs, inputs.epochs)
         chosen = chosen[chosen["epochs"] == epochs] if epochs is not None else chosen
@@ -116,7 +118,7 @@ def gain_points(inputs: Inputs, im_method: str = IM) -> tuple[pd.DataFrame, list
     frame = method_values(inputs, "AlpacaEval 1.0", "win_rate")
     points, skipped = [], []
     for dataset, group in frame.groupby("dataset", sort=False):
-        by_method = {r.method_paper_name: r for r in group.itertuples()}
+        by_method = {r.arm: r for r in group.itertuples()}
         if IT not in by_method or im_method not in by_method:
             continue
         it, im = by_method[IT], by_method[im_method]
@@ -245,7 +247,7 @@ def _message_only(ax, text: str) -> None:
 
 
 def _methods_present(frame: pd.DataFrame) -> list[str]:
-    return [m for m in METHODS if m in set(frame["method_paper_name"])]
+    return [m for m in METHODS if m in set(frame["arm"])]
 
 
 def _grid(fig: Figure, n: int, ncols: int = 3):
@@ -306,10 +308,10 @@ def fig1(inputs: Inputs) -> Figure:
         if _panel_title(ax, ylabel, frame):
             _message_only(ax, NOT_RUN + "IT and IM runs on the Table 1 training sets (run group table1).")
             continue
-        paper = {(r.dataset_label, r.method_paper_name): _paper_table_value(
-            inputs.paper, "Table 1", r.compare_dataset, r.method_paper_name, benchmark)
+        paper = {(r.dataset_label, r.arm): _paper_table_value(
+            inputs.paper, "Table 1", r.compare_dataset, r.arm, benchmark)
             for r in frame.itertuples()
-            if r.method_paper_name != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
+            if r.arm != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
         _method_bars(ax, frame, ylabel, paper)
     _figure_legend(fig, axes)
     return fig
@@ -325,7 +327,7 @@ def _panel_title(ax, ylabel: str, frame: pd.DataFrame) -> bool:
 def _method_bars(ax, frame: pd.DataFrame, ylabel: str, paper: dict | None = None) -> None:
     """IT/IM bars per training set of ``frame`` (method_values rows); ``paper`` adds the paper's markers."""
     groups = list(dict.fromkeys(frame["dataset_label"]))
-    values = {(r.dataset_label, r.method_paper_name): r.value for r in frame.itertuples()}
+    values = {(r.dataset_label, r.arm): r.value for r in frame.itertuples()}
     _grouped_bars(ax, groups, _methods_present(frame), values, paper)
     ax.set_ylabel(ylabel)
 
@@ -456,11 +458,11 @@ def fig3(inputs: Inputs) -> Figure:
         if item["run"] not in runs.index:
             raise ValueError(f"loss file of run {item['run']!r}: run not in runs.csv")
         row = runs.loc[item["run"]]
-        if row["is_base"] or row["method_paper_name"] not in METHODS:
+        if row["is_base"] or row["arm"] not in METHODS:
             continue
         frames.append({"run": item["run"], "dataset": row["dataset"], "label": row["dataset_label"],
                        "compare": row["compare_dataset"], "compare_model": row["compare_model"],
-                       "method": row["method_paper_name"], "train": item["train"], "heldout": item["heldout"]})
+                       "method": row["arm"], "train": item["train"], "heldout": item["heldout"]})
     data = pd.DataFrame(frames, columns=["run", "dataset", "label", "compare", "compare_model", "method",
                                          "train", "heldout"])
     if inputs.datasets:
@@ -568,7 +570,7 @@ def _epoch_figure(inputs: Inputs, title: str, benchmark: str, metrics: Sequence[
     for ax, dataset in zip(axes, swept, strict=True):
         group = frame[frame["dataset"] == dataset]
         for method in _methods_present(group):
-            line = group[group["method_paper_name"] == method].sort_values("epochs")
+            line = group[group["arm"] == method].sort_values("epochs")
             ax.plot(line["epochs"], line["value"], "-", marker=MARKERS[method], color=COLOURS[method], label=method,
                     markersize=7, markerfacecolor="none" if method == IM_EQ4 else COLOURS[method], markeredgewidth=1.5)
         title = group.iloc[0]["dataset_label"] + (f"\n{PARTIAL_NOTE}" if _any_partial(group) else "")
@@ -617,7 +619,7 @@ def fig6(inputs: Inputs) -> Figure:
             continue
         frame = frame.assign(fraction=frame["compare_dataset"].map(lambda d: TULU_FRACTIONS[name_key(d)]))
         groups = [f"{f} %" for f in sorted(TULU_FRACTIONS.values())]  # all four; a missing one says so
-        values = {(f"{r.fraction} %", r.method_paper_name): r.value for r in frame.itertuples()}
+        values = {(f"{r.fraction} %", r.arm): r.value for r in frame.itertuples()}
         _grouped_bars(ax, groups, _methods_present(frame), values)
         ax.set_xlabel("share of Tulu V2 used for training")
         ax.set_ylabel(ylabel)
@@ -626,7 +628,7 @@ def fig6(inputs: Inputs) -> Figure:
 
 
 BUILDERS = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5, "fig6": fig6, "fig10": fig10,
-            "fig11": fig11}
+            "fig11": fig11, **sweep_figures.BUILDERS}
 
 
 def make_figure(name: str, inputs: Inputs) -> Figure:

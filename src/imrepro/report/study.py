@@ -1,11 +1,12 @@
 """Tables and the figure of the real-model study (profiles/study, docs/STUDY.md).
 
-The study trains seed replicates of each arm (a label policy; ``methods.<m>.paper_name`` names the
-arm, ``methods.<m>.seed`` the replicate) on small slices and evaluates output loss on the training
+The study trains seed replicates of each arm (a method: a label policy; the run group's ``seeds`` give
+the replicates) on small slices and evaluates output loss on the training
 set and a held-out set (paper Fig. 3), regeneration BLEU (Table 2) and a few lm-eval slices. Here
 the per-run results (``results/eval/<target>/<benchmark>.json``) become:
 
-* a long table, one row per (target, dataset, arm, seed, metric);
+* a long table, one row per (target, dataset, arm, seed, metric); arms are method ids, compared by
+  their labels policy (``it`` against ``im_seed`` and ``im``), shown by their ``paper_name`` (``label``);
 * the study table: mean +- spread (sample standard deviation) over seeds per dataset and arm, the
   base model beside them, and one plain sentence per dataset saying whether IM's held-out output
   loss is below IT's beyond the spread (the two mean +- spread intervals do not overlap);
@@ -27,8 +28,9 @@ from matplotlib.figure import Figure
 from imrepro.core.atomic import atomic_open, atomic_path
 
 BASE = "base"
-IT_ARM = "IT"
-IM_ARMS = ("IM", "IM (Eq. 4)")  # the authors' masking (published numbers) and Eq. 4
+IT_POLICY = "it"
+IM_POLICIES = ("im_seed", "im")  # the authors' masking (published numbers) and Eq. 4
+COLUMNS = ["target", "dataset", "arm", "labels", "label", "seed", "metric", "value"]
 LOSS_METRICS = ("train_output_loss", "heldout_output_loss")
 
 
@@ -50,8 +52,8 @@ def _metrics(result: dict) -> dict[str, float]:
 
 
 def long_table(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, dict]) -> pd.DataFrame:
-    """One row per (target, metric). ``targets``: target id -> {dataset, arm, seed} (the base
-    model: dataset None, arm ``base``); the target of a file is its directory name."""
+    """One row per (target, metric). ``targets``: target id -> {dataset, arm, labels, seed, label} (arm: the
+    method id; the base model: dataset None, arm ``base``); the target of a file is its directory name."""
     rows = []
     for path in map(Path, result_paths):
         target = path.parent.name
@@ -59,9 +61,9 @@ def long_table(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, 
             raise ValueError(f"{path}: target {target!r} is not a study target")
         info = targets[target]
         for metric, value in _metrics(json.loads(path.read_text())).items():
-            rows.append({"target": target, "dataset": info.get("dataset"), "arm": info["arm"],
-                         "seed": info.get("seed"), "metric": metric, "value": value})
-    return pd.DataFrame(rows, columns=["target", "dataset", "arm", "seed", "metric", "value"])
+            rows.append({"target": target, "dataset": info["dataset"], "arm": info["arm"], "labels": info["labels"],
+                         "label": info["label"], "seed": info["seed"], "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
@@ -76,42 +78,56 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     grouped = data.groupby(["dataset", "arm", "metric"])["value"]
     out = grouped.agg(mean="mean", n="count").reset_index()
     out["spread"] = grouped.std(ddof=1).fillna(0.0).to_numpy()
-    return out[["dataset", "arm", "metric", "n", "mean", "spread"]]
+    arms = long.drop_duplicates("arm").set_index("arm")
+    out["labels"] = out["arm"].map(arms["labels"])
+    out["label"] = out["arm"].map(arms["label"])
+    return out[["dataset", "arm", "labels", "label", "metric", "n", "mean", "spread"]]
+
+
+def reference_arm(summary: pd.DataFrame) -> str | None:
+    """The arm every other is compared with: the one method whose labels policy is ``it`` (None: not one)."""
+    arms = summary.loc[summary["labels"] == IT_POLICY, "arm"].unique()
+    return arms[0] if len(arms) == 1 else None
 
 
 def below_beyond_spread(summary: pd.DataFrame, dataset: str, arm: str,
                         metric: str = "heldout_output_loss") -> tuple[str, dict] | None:
-    """``(verdict, numbers)`` comparing ``arm`` with IT on ``metric``: "below", "above" (beyond the
-    spread: the mean +- spread intervals do not overlap) or "not distinguishable"."""
+    """``(verdict, numbers)`` comparing ``arm`` (a method id) with the ``it`` arm on ``metric``: "below",
+    "above" (beyond the spread: the mean +- spread intervals do not overlap) or "not distinguishable"."""
     rows = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)].set_index("arm")
-    if arm not in rows.index or IT_ARM not in rows.index:
+    reference = reference_arm(summary)
+    if arm not in rows.index or reference not in rows.index:
         return None
-    a, it = rows.loc[arm], rows.loc[IT_ARM]
+    a, it = rows.loc[arm], rows.loc[reference]
     if a["mean"] + a["spread"] < it["mean"] - it["spread"]:
         verdict = "below"
     elif a["mean"] - a["spread"] > it["mean"] + it["spread"]:
         verdict = "above"
     else:
         verdict = "not distinguishable"
-    return verdict, {"arm_mean": a["mean"], "arm_spread": a["spread"], "arm_n": int(a["n"]),
-                     "it_mean": it["mean"], "it_spread": it["spread"], "it_n": int(it["n"])}
+    return verdict, {"arm_mean": a["mean"], "arm_spread": a["spread"], "arm_n": int(a["n"]), "arm_label": a["label"],
+                     "it_mean": it["mean"], "it_spread": it["spread"], "it_n": int(it["n"]), "it_label": it["label"]}
 
 
 def verdict_lines(summary: pd.DataFrame) -> list[str]:
-    """One sentence per dataset and IM arm about held-out output loss vs IT."""
+    """One sentence per dataset and IM arm (labels ``im_seed``, then ``im``) about held-out output loss vs
+    the ``it`` arm, each arm named by its label."""
+    arms = summary.drop_duplicates("arm")
+    im_arms = [arm for policy in IM_POLICIES for arm in arms.loc[arms["labels"] == policy, "arm"]]
     lines = []
     for dataset in sorted(summary["dataset"].unique()):
-        for arm in IM_ARMS:
+        for arm in im_arms:
             found = below_beyond_spread(summary, dataset, arm)
             if found is None:
                 continue
             verdict, v = found
-            numbers = (f"{arm} {v['arm_mean']:.3f} +- {v['arm_spread']:.3f} (n={v['arm_n']}) vs "
-                       f"IT {v['it_mean']:.3f} +- {v['it_spread']:.3f} (n={v['it_n']})")
-            text = {"below": "is below IT's beyond the spread",
-                    "above": "is above IT's beyond the spread",
-                    "not distinguishable": "is not distinguishable from IT's within the spread"}[verdict]
-            lines.append(f"{dataset}: {arm}'s held-out output loss {text}: {numbers}.")
+            name, it = v["arm_label"], v["it_label"]
+            numbers = (f"{name} {v['arm_mean']:.3f} +- {v['arm_spread']:.3f} (n={v['arm_n']}) vs "
+                       f"{it} {v['it_mean']:.3f} +- {v['it_spread']:.3f} (n={v['it_n']})")
+            text = {"below": f"is below {it}'s beyond the spread",
+                    "above": f"is above {it}'s beyond the spread",
+                    "not distinguishable": f"is not distinguishable from {it}'s within the spread"}[verdict]
+            lines.append(f"{dataset}: {name}'s held-out output loss {text}: {numbers}.")
     return lines
 
 
@@ -125,7 +141,8 @@ def _cell(row) -> str:
 
 def study_table(summary: pd.DataFrame, ratios: Mapping[str, float] | None = None,
                 arm_order: Iterable[str] = ()) -> pd.DataFrame:
-    """Wide table: one row per (dataset, arm), one column per metric (``mean ± spread``)."""
+    """Wide table: one row per (dataset, arm), one column per metric (``mean ± spread``); ``arm_order``: method
+    ids; the ``arm`` column shows each arm's label."""
     metrics = [m for m in (*LOSS_METRICS, "regen_bleu") if m in set(summary["metric"])]
     metrics += sorted(set(summary["metric"]) - set(metrics))
     order = list(dict.fromkeys([BASE, *arm_order, *sorted(summary["arm"].unique())]))
@@ -137,7 +154,7 @@ def study_table(summary: pd.DataFrame, ratios: Mapping[str, float] | None = None
             if cells.empty:
                 continue
             row = {"dataset": dataset, "instruction/output": (ratios or {}).get(dataset, math.nan),
-                   "arm": arm, "seeds": int(cells["n"].max())}
+                   "arm": cells["label"].iloc[0], "seeds": int(cells["n"].max())}
             for metric in metrics:
                 row[metric] = _cell(cells.loc[metric] if metric in cells.index else None)
             rows.append(row)
@@ -190,6 +207,8 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
     datasets = sorted(d for d in long["dataset"].dropna().unique())
     arms = [a for a in dict.fromkeys([*arm_order, *sorted(long["arm"].unique())]) if a != BASE]
     colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
+    names = long.drop_duplicates("arm").set_index("arm")["label"]
+    reference = reference_arm(summary)
     fig = Figure(figsize=(4.2 * len(datasets) + 4.6, 4.2), layout="constrained")
     axes = fig.subplots(1, len(datasets) + 1, squeeze=False)[0]
     wide = long[long["metric"].isin(LOSS_METRICS)].pivot_table(
@@ -202,7 +221,7 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
             if rows.empty or not set(LOSS_METRICS) <= set(rows.columns):
                 continue
             ax.scatter(rows["train_output_loss"], rows["heldout_output_loss"], color=colours[arm],
-                       alpha=0.6, s=22, label=arm)
+                       alpha=0.6, s=22, label=names[arm])
             ax.scatter([rows["train_output_loss"].mean()], [rows["heldout_output_loss"].mean()],
                        color=colours[arm], marker="x", s=70)
         if "heldout_output_loss" in base.index:
@@ -214,17 +233,18 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
     ax = axes[-1]
     stats = summary[summary["metric"] == "heldout_output_loss"].set_index(["dataset", "arm"])
     for arm in arms:
-        if arm == IT_ARM:
+        if arm == reference:
             continue
         xs, ys, errs = [], [], []
         for dataset in datasets:
-            if (dataset, arm) in stats.index and (dataset, IT_ARM) in stats.index:
-                a, it = stats.loc[(dataset, arm)], stats.loc[(dataset, IT_ARM)]
+            if (dataset, arm) in stats.index and (dataset, reference) in stats.index:
+                a, it = stats.loc[(dataset, arm)], stats.loc[(dataset, reference)]
                 xs.append(ratios.get(dataset, math.nan))
                 ys.append(a["mean"] - it["mean"])
                 errs.append(math.hypot(a["spread"], it["spread"]))
         if xs:
-            ax.errorbar(xs, ys, yerr=errs, color=colours[arm], marker="o", capsize=3, label=f"{arm} − IT")
+            ax.errorbar(xs, ys, yerr=errs, color=colours[arm], marker="o", capsize=3,
+                        label=f"{names[arm]} − {names[reference]}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("instruction/output length ratio (words)")

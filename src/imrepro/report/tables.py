@@ -6,7 +6,8 @@ a paper counterpart (our Eq.-4 IM, a demo slice without ``compare_as``, another 
 the paper value ``—``. Which run matches which paper row: :mod:`imrepro.report.report_inputs`.
 
 Which of our runs enter a table (tables 1-4, 7): trained runs at the main epoch count (``--epochs``,
-default the most common one; epoch sweeps belong to Fig. 4/10/11) whose ``method_paper_name`` is one
+default the most common one; epoch sweeps belong to Fig. 4/10/11) whose ``arm`` (the paper's method,
+from the run's declared labels policy, NEFTune and KL settings: ``report_inputs.paper_arm``) is one
 of the table's methods and that either match a paper row or share (model, dataset) with a run of the
 table's *anchor* method (Table 1: NEFTune, Table 3: IT w/ KL (lambda=1.0), Table 4: IM+NEFTune,
 Table 7: any KL; Table 2: a regeneration BLEU value). The anchor keeps, e.g., the IT/IM runs of the
@@ -167,14 +168,14 @@ def _clean(dataset: str) -> str:
 
 
 def _run_key(run) -> tuple[str, str, str]:
-    return name_key(run.compare_model), name_key(run.compare_dataset), name_key(run.method_paper_name)
+    return name_key(run.compare_model), name_key(run.compare_dataset), name_key(run.arm)
 
 
 def table_runs(spec: TableSpec, runs: pd.DataFrame, eval_long: pd.DataFrame, paper_keys: Iterable,
                epochs: float | None) -> pd.DataFrame:
     """The runs (rows of runs.csv) that one of Tables 1-4, 7 shows (rule: module docstring)."""
     paper_keys = set(paper_keys)
-    trained = runs[~runs["is_base"] & runs["method_paper_name"].map(spec.methods)]
+    trained = runs[~runs["is_base"] & runs["arm"].map(spec.methods)]
     if epochs is not None:
         trained = trained[trained["epochs"] == epochs]
     groups = {(r.model, r.dataset) for r in trained.itertuples() if _anchors(spec, r, eval_long)}
@@ -190,7 +191,7 @@ def table_runs(spec: TableSpec, runs: pd.DataFrame, eval_long: pd.DataFrame, pap
 
 def _anchors(spec: TableSpec, run, eval_long: pd.DataFrame) -> bool:
     if spec.anchor is not None:
-        return spec.anchor(run.method_paper_name)
+        return spec.anchor(run.arm)
     mine = eval_long[(eval_long["run"] == run.run) & eval_long["benchmark"].isin([c.benchmark for c in spec.columns])]
     return bool(mine["value"].notna().any())
 

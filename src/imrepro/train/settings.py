@@ -28,7 +28,15 @@ class TrainSettings:
     scratch_dir: str = _doc("resumable checkpoints (not a Snakemake output)", MISSING)
     # --- the method
     labels: str = _doc("label policy: it, im, im_seed or weighted", "it")
-    prompt_weight: float | None = _doc("instruction-token weight of the weighted policy (0 = it, 1 = im)")
+    prompt_weight: float | None = _doc("lambda_p: prompt-token weight of the weighted policy ((0, 1) = it, "
+                                       "(1, 1) = im)")
+    response_weight: float = _doc("lambda_r: response-token weight of the weighted policy (others: 1)", 1.0)
+    # sum reproduces this code before lambda_r, LLaMA-Factory's loss_weight and (for lambda_r = 1, which is all
+    # it sweeps) the PLW paper's setting as far as it is stated; count reproduces WIT (Chatterjee et al. 2025)
+    # and TRL's open WIT proposal. Both divide within each example under loss_normalisation sequence_mean,
+    # over the whole optimizer step under token_global; packing changes neither (imrepro.train.loss).
+    weight_normalisation: str = _doc("what a weighted loss divides by: sum (of the weights) or count (of the "
+                                     "tokens with a non-zero weight); equal for it/im/im_seed", "sum")
     neftune_alpha: float | None = _doc("NEFTune noise alpha; None = no noise")
     kl_lambda: float | None = _doc("weight of the authors' KL term; None = no KL")
     reference_logprobs: str | None = _doc("base-model token log-probs (.npy) for the KL term")

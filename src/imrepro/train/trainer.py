@@ -62,7 +62,7 @@ class TrainingData:
 
 
 def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | None,
-                        reference: np.ndarray | None = None) -> TrainingData:
+                        reference: np.ndarray | None = None, response_weight: float = 1.0) -> TrainingData:
     """Examples with their loss weights. Examples in which the ``it`` policy trains nothing (no
     assistant token left, e.g. truncated away) are dropped for every policy, so that all arms
     of a comparison train on the same examples."""
@@ -76,7 +76,7 @@ def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | 
         if not response.any():
             dropped += 1
             continue
-        weights = label_weights(labels, roles, prompt_weight)
+        weights = label_weights(labels, roles, prompt_weight, response_weight)
         examples.append(packing.Example(ids.astype(np.int64), weights, response))
         if reference is not None:
             refs.append(reference[record.offsets[i] : record.offsets[i + 1]])
@@ -228,8 +228,7 @@ def _build_accelerator(settings: TrainSettings):
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, set_seed
 
-    if settings.loss_normalisation not in loss_lib.NORMALISATIONS:
-        raise ValueError(f"unknown loss normalisation {settings.loss_normalisation!r}")
+    loss_lib.check_normalisations(settings.loss_normalisation, settings.weight_normalisation)
     # On CPU the loop autocasts itself (_micro_batch_loss, run.cpu_autocast): accelerate's state is a
     # per-process singleton whose precision cannot change between runs (tests, benchmarks alternate).
     mixed = resolve_mixed_precision(settings.precision, "cuda") if torch.cuda.is_available() else "no"
@@ -254,7 +253,7 @@ def _load_data(settings: TrainSettings, accelerator) -> _Run:
     record = load_role_record(settings.record_path)
     pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
     reference = np.load(settings.reference_logprobs) if settings.kl_lambda else None
-    data = build_training_data(record, settings.labels, settings.prompt_weight, reference)
+    data = build_training_data(record, settings.labels, settings.prompt_weight, reference, settings.response_weight)
     steps = optimizer_steps(len(data.examples), settings.effective_batch_size, settings.epochs, settings.seed)
     steps = steps[: settings.max_steps] if settings.max_steps is not None else steps
     log.info("%d examples (%d dropped: no response token left after truncation), %d optimizer steps, "
@@ -341,7 +340,7 @@ def _optimizer_step(run: _Run, step_index: int) -> dict:
     rank, world = accelerator.process_index, accelerator.num_processes
     step = run.steps[step_index]
     denominator = loss_lib.step_denominator([run.data.examples[i].weights for i in step],
-                                            settings.loss_normalisation)
+                                            settings.loss_normalisation, settings.weight_normalisation)
     lengths = run.data.lengths
     per_rank = [micro_batches(rank_share(step, r, world), lengths, settings.packing, settings.token_budget,
                               settings.per_device_batch_size) for r in range(world)]
@@ -394,7 +393,9 @@ def _micro_batch_loss(run: _Run, members, generator: torch.Generator):
         refs = [run.data.reference[i] for i in members]
         objective = nll + settings.kl_lambda * (-nll - _reference_tensor(refs, batch, settings.packing).to(nll.device))
     index = batch.example_index if settings.packing else None
-    return loss_lib.loss_numerator(objective, batch.weights, index, settings.loss_normalisation), nll, batch
+    numerator = loss_lib.loss_numerator(objective, batch.weights, index, settings.loss_normalisation,
+                                        settings.weight_normalisation)
+    return numerator, nll, batch
 
 
 def _update(run: _Run) -> torch.Tensor | None:
@@ -432,6 +433,10 @@ def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> di
         **settings.run_info,
         "labels": settings.labels,
         "prompt_weight": settings.prompt_weight,
+        "response_weight": settings.response_weight,
+        "weight_normalisation": settings.weight_normalisation,
+        "seed": settings.seed,
+        "learning_rate": settings.learning_rate,
         "neftune_alpha": settings.neftune_alpha,
         "kl_lambda": settings.kl_lambda,
         "n_examples": len(run.data.examples),

@@ -290,6 +290,8 @@ def expand_drawn_datasets(config: dict) -> None:
                 name = drawn_dataset_name(dataset, seed)
                 entry = {**datasets[dataset], "args": {**datasets[dataset]["args"], "seed": seed},
                          "_origin": f"run_groups.{group}.seed_draws_data"}
+                if name in datasets and datasets[name].get("_origin", "").endswith(".seed_draws_data"):
+                    continue  # the same redraw, asked for by an earlier run group
                 if name in datasets and datasets[name] != entry:
                     raise ConfigError(f"datasets.{name}", f"the name of {dataset}'s redraw with seed {seed}")
                 datasets[name] = entry

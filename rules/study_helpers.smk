@@ -20,8 +20,12 @@ def study_targets():
         else:
             run = target.run
             settings = run_settings(run)
-            out[tid] = {"dataset": run.dataset, "arm": run.method, "labels": settings["labels"],
-                        "seed": settings["seed"], "label": CFG["methods"][run.method].get("paper_name", run.method)}
+            # a swept method is one arm per value (plw at prompt_weight 0.01, 0.1, ...)
+            swept = "".join(f"__{name}{value:g}" for name, value in run.sweep)
+            label = CFG["methods"][run.method].get("paper_name", run.method)
+            label += "".join(f" ({name} {value:g})" for name, value in run.sweep)
+            out[tid] = {"dataset": run.dataset, "arm": run.method + swept, "labels": settings["labels"],
+                        "seed": settings["seed"], "label": label}
     return out
 
 

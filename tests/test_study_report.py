@@ -156,5 +156,11 @@ def test_paired_gains_and_the_three_curves(tmp_path):
     assert any(line.startswith("prompt weight, short (hi): the largest gain over weight 0 is at weight 1: +0.300")
                for line in lines)
     assert "| ratio | — | hi | 8 | IM |" in study_curves.curves_markdown(table)
+    reading = study_curves.reading_lines(table)
+    assert reading[0].startswith("Fig. 2 left (the paper: IM's gain grows with ln ratio): ours agrees: gain -0.050")
+    assert not any(line.startswith("Fig. 2 right") for line in reading)  # one size only: no trend to read
+    short, long = (next(line for line in reading if f"Prompt weight, {name}" in line) for name in ("short", "long"))
+    assert "ours disagrees: best inner weight 0.1 +0.200" in short  # weight 1 (+0.3) beats 0.1 beyond the intervals
+    assert "ours disagrees" in long  # IM is 0.05 worse than IT beyond its interval: an effect
     fig = study_curves.curves_figure(table, {"left": (18.85, 25.83), "right": None}, "label")
     assert len(fig.axes) == 4  # three panels and the paper's axis beside the ratio panel

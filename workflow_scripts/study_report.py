@@ -61,7 +61,7 @@ def write_curves(args, targets: dict, ratios: dict, sizes: dict) -> None:
     table = study_curves.curve_table(items, curves, ratios, sizes, swept)
     with atomic_open(args.out_dir / "study_curves.csv") as handle:
         table.to_csv(handle, index=False)
-    lines = study_curves.trend_lines(table)
+    lines = study_curves.reading_lines(table) + study_curves.trend_lines(table)
     with atomic_open(args.out_dir / "study_curves.md") as handle:
         handle.write(study_curves.curves_markdown(table) + "\n" + "".join(f"* {line}\n" for line in lines))
     paper = load_paper(args.paper)

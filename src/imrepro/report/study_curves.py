@@ -129,6 +129,57 @@ def trend_lines(table: pd.DataFrame, split: str = "heldout") -> list[str]:
     return lines
 
 
+def _ends(part: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    part = part.sort_values("x")
+    return part.iloc[0], part.iloc[-1]
+
+
+def reading_lines(table: pd.DataFrame, split: str = "heldout") -> list[str]:
+    """Each trend against the literature's, in words: agrees, disagrees or inconclusive, decided by whether the
+    end points' 95 % intervals separate in the expected direction (a rule, stated in each line)."""
+    lines = []
+    ratio = table[(table["curve"] == "ratio") & (table["split"] == split)]
+    if len(ratio) >= 2:
+        low, high = _ends(ratio)
+        verdict = ("agrees" if low["ci_high"] < high["ci_low"] else
+                   "disagrees" if high["ci_high"] < low["ci_low"] else "is inconclusive")
+        lines.append(f"Fig. 2 left (the paper: IM's gain grows with ln ratio): ours {verdict}: gain "
+                     f"{low['gain']:+.3f} [{low['ci_low']:+.3f}, {low['ci_high']:+.3f}] at ratio {low['x']:.2g} vs "
+                     f"{high['gain']:+.3f} [{high['ci_low']:+.3f}, {high['ci_high']:+.3f}] at {high['x']:.2g} "
+                     f"(agrees: the intervals separate upwards; disagrees: downwards).")
+    size = table[(table["curve"] == "size") & (table["split"] == split)]
+    if len(size) >= 2:
+        small, large = _ends(size)
+        verdict = ("agrees" if large["ci_high"] < small["ci_low"] else
+                   "disagrees" if small["ci_high"] < large["ci_low"] else "is inconclusive")
+        lines.append(f"Fig. 2 right (the paper: the gain shrinks with ln size): ours {verdict}: gain "
+                     f"{small['gain']:+.3f} [{small['ci_low']:+.3f}, {small['ci_high']:+.3f}] with {small['x']:g} "
+                     f"examples vs {large['gain']:+.3f} [{large['ci_low']:+.3f}, {large['ci_high']:+.3f}] with "
+                     f"{large['x']:g} (agrees: the intervals separate downwards; disagrees: upwards).")
+    pw = table[(table["curve"] == "prompt_weight") & (table["split"] == split)]
+    for name, part in pw.groupby("set"):
+        inner, one = part[part["x"] < 1], part[part["x"] == 1]
+        if inner.empty or one.empty:
+            continue
+        best, im = inner.loc[inner["gain"].idxmax()], one.iloc[0]
+        beats_both = best["ci_low"] > 0 and best["ci_low"] > im["ci_high"]
+        end_wins = inner["ci_high"].max() < 0 or im["ci_low"] > inner["ci_high"].max()
+        any_effect = bool(((part["ci_low"] > 0) | (part["ci_high"] < 0)).any())
+        if name.startswith("short"):
+            verdict = "agrees" if beats_both else "disagrees" if end_wins else "is inconclusive"
+            rule = ("Huerta-Enochian & Ko 2024: on short completions a weight between 0 and 1 beats both ends; "
+                    "agrees: the best inner weight's interval is above 0 and above weight 1's; disagrees: an end "
+                    "beats every inner weight beyond the intervals")
+        else:
+            verdict = "agrees" if not any_effect else "disagrees"
+            rule = ("Huerta-Enochian & Ko 2024: on long completions the weight has no effect; agrees: every "
+                    "interval contains 0")
+        lines.append(f"Prompt weight, {name} ({rule}): ours {verdict}: best inner weight {best['x']:g} "
+                     f"{best['gain']:+.3f} [{best['ci_low']:+.3f}, {best['ci_high']:+.3f}], weight 1 "
+                     f"{im['gain']:+.3f} [{im['ci_low']:+.3f}, {im['ci_high']:+.3f}].")
+    return lines
+
+
 def curves_figure(table: pd.DataFrame, paper_fits: Mapping[str, tuple[float, float] | None],
                   label: str = "") -> Figure:
     """Three panels: gain vs ratio, gain vs size (log x, our log-linear fit dashed, the paper's fit on a

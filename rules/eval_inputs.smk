@@ -162,7 +162,8 @@ def get_model_jobs_spec(jobs):
             out["output_loss"] = {"output": output.output_loss, "run": wildcards.target,
                                   "token_budget": EVAL["output_loss"]["token_budget"],
                                   "limit": EVAL["output_loss"]["limit"],
-                                  **{split: input[split] for split in ("train", "heldout") if split in input.keys()}}
+                                  **{split: input[split] for split in ("train", "heldout", "reference")
+                                     if split in input.keys()}}
         if "regen_bleu" in jobs:
             out["regen_bleu"] = {"dataset": input.regen_dataset, "output": output.regen_bleu,
                                  "generations_output": output.regen_bleu_generations, **generation("regen_bleu")}
@@ -249,6 +250,8 @@ def output_loss_records(target):
         records["train"] = record_path(tokenizer, target.run.train_dataset)
     if CFG.get("heldout_dataset"):  # optional: no held-out loss without it
         records["heldout"] = record_path(tokenizer, CFG["heldout_dataset"])
+    if CFG.get("reference_dataset"):  # optional: good answers (AlpacaEval's reference), a quality proxy
+        records["reference"] = record_path(tokenizer, CFG["reference_dataset"])
     return records
 
 

@@ -17,6 +17,7 @@ rule study_tables:
     input:
         results=study_results,
         stats=lambda w: [stats_path(d) for d in study_datasets()],
+        paper=repo_path("resources/paper/paper_results.csv"),
     output:
         table=f"{RESULTS}/study/study_table.md",
         csv=f"{RESULTS}/study/study_table.csv",
@@ -24,6 +25,10 @@ rule study_tables:
         long=f"{RESULTS}/study/study_long.csv",
         png=f"{RESULTS}/study/fig_study_loss.png",
         pdf=f"{RESULTS}/study/fig_study_loss.pdf",
+        curves=f"{RESULTS}/study/study_curves.md",
+        curves_csv=f"{RESULTS}/study/study_curves.csv",
+        curves_png=f"{RESULTS}/study/fig_study_curves.png",
+        curves_pdf=f"{RESULTS}/study/fig_study_curves.pdf",
     log:
         f"{LOGS}/study/study_tables.log",
     params:
@@ -31,6 +36,7 @@ rule study_tables:
         targets=lambda w: json.dumps(study_targets(), sort_keys=True),
         stats=lambda w: [f"--stats={d}={stats_path(d)}" for d in study_datasets()],
         arm_order=lambda w: study_config()["arm_order"],
+        curves=lambda w: json.dumps(study_config()["curves"], sort_keys=True),
         label=LABEL,
         out_dir=lambda w, output: str(Path(output.table).parent),
     conda:
@@ -38,6 +44,7 @@ rule study_tables:
     shell:
         "python {params.script} tables --targets {params.targets:q} {params.stats:q} "
         "--arm-order {params.arm_order:q} --label {params.label:q} --out-dir {params.out_dir:q} "
+        "--curves {params.curves:q} --paper {input.paper:q} "
         "{input.results:q} > {log} 2>&1"
 
 
@@ -68,9 +75,12 @@ rule study_docs:
         table=rules.study_tables.output.table,
         shares=rules.study_token_shares.output[0],
         png=rules.study_tables.output.png,
+        curves=rules.study_tables.output.curves,
+        curves_png=rules.study_tables.output.curves_png,
     output:
         docs=STUDY.get("docs", "docs/STUDY.md"),
         figure=STUDY.get("figure", "docs/study/fig_study_loss.png"),
+        curves_figure=study_curves_figure() if STUDY else "docs/study/fig_study_curves.png",
     log:
         f"{LOGS}/study/study_docs.log",
     params:
@@ -78,8 +88,9 @@ rule study_docs:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "(cp {input.png:q} {output.figure:q} && python {params.script} docs --template {input.template:q} "
-        "--insert study_table={input.table:q} --insert token_shares={input.shares:q} "
+        "(cp {input.png:q} {output.figure:q} && cp {input.curves_png:q} {output.curves_figure:q} && "
+        "python {params.script} docs --template {input.template:q} "
+        "--insert study_table={input.table:q} --insert token_shares={input.shares:q} --insert curves={input.curves:q} "
         "--output {output.docs:q}) > {log} 2>&1"
 
 

@@ -20,8 +20,12 @@ def study_targets():
         else:
             run = target.run
             settings = run_settings(run)
-            out[tid] = {"dataset": run.dataset, "arm": run.method, "labels": settings["labels"],
-                        "seed": settings["seed"], "label": CFG["methods"][run.method].get("paper_name", run.method)}
+            # a swept method is one arm per value (plw at prompt_weight 0.01, 0.1, ...)
+            swept = "".join(f"__{name}{value:g}" for name, value in run.sweep)
+            label = CFG["methods"][run.method].get("paper_name", run.method)
+            label += "".join(f" ({name} {value:g})" for name, value in run.sweep)
+            out[tid] = {"dataset": run.dataset, "arm": run.method + swept, "labels": settings["labels"],
+                        "seed": settings["seed"], "label": label, "prompt_weight": dict(run.sweep).get("prompt_weight")}
     return out
 
 
@@ -32,6 +36,11 @@ def study_results(wildcards):
 
 def study_datasets():
     return sorted({t.run.dataset for t in TARGETS.values() if t.run is not None})
+
+
+def study_curves_figure():
+    """docs/ copy of the curves figure: beside `study.figure`."""
+    return str(Path(study_config()["figure"]).with_name("fig_study_curves.png"))
 
 
 def study_shares_datasets():

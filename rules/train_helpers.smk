@@ -59,7 +59,7 @@ def get_train_launcher(wildcards, resources):
     if gpus <= 1 and not model_ds:
         return "python"
     ds_config = repo_path(model_ds or CFG["training"]["deepspeed_config"])
-    precision = {"fp32": "no"}.get(CFG["training"]["precision"], CFG["training"]["precision"])
+    precision = {"fp32": "no", "auto": "bf16"}.get(CFG["training"]["precision"], CFG["training"]["precision"])
     port = 29500 + int(hashlib.sha1(run.run_id.encode()).hexdigest(), 16) % 2000  # jobs sharing a node
     return (f"accelerate launch --num_machines 1 --num_processes {max(gpus, 1)} --mixed_precision {precision} "
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")

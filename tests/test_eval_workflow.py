@@ -120,8 +120,8 @@ def output_loss_job(inputs, out, **fields) -> list[str]:
 def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
     inputs = tiny_inputs(tmp_path_factory)
     out = tmp_path / "output_loss.json"
-    subprocess.run(output_loss_job(inputs, out, limit=5, token_budget=300), cwd=REPO, env=train_env(), check=True,
-                   capture_output=True)
+    subprocess.run(output_loss_job(inputs, out, limit=5, token_budget=300, reference=str(inputs["record"])), cwd=REPO,
+                   env=train_env(), check=True, capture_output=True)
     result = json.loads(out.read_text())
     assert result["benchmark"] == "output_loss" and len(result["train"]["losses"]) == 5
     from transformers import AutoModelForCausalLM
@@ -139,6 +139,7 @@ def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
         mask = torch.tensor(it_weights(roles)[1:] > 0)
         assert result["train"]["losses"][i] == pytest.approx(nll[mask].mean().item(), rel=1e-4)
     assert result["heldout"]["mean"] == pytest.approx(np.mean([result["train"]["losses"][i] for i in with_output]))
+    assert result["reference"]["losses"] == result["heldout"]["losses"]  # the same record, a third split
 
 
 def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
@@ -164,7 +165,8 @@ def _results(tmp_path):
         "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "kind": "judge", "status": "scored", "value": 25.0,
                           "metric": "win_rate", "lc_win_rate": None, "avg_length": 120.0},
         "output_loss": {"benchmark": "output_loss", "kind": "loss", "status": "scored", "value": 1.2,
-                        "metric": "loss", "train": {"mean": 1.0}, "heldout": {"mean": 1.2}},
+                        "metric": "loss", "train": {"mean": 1.0}, "heldout": {"mean": 1.2},
+                        "reference": {"mean": 2.5}},
     }
     paths = []
     for name, data in files.items():
@@ -192,6 +194,9 @@ def test_summary_lists_not_shipped_and_judged(tmp_path):
     assert ("r1", "MT-Bench", "score", 3.5, "", 3) in rows
     assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "", 3) in rows
     assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "", 3) in rows
+    assert ("r1", "Output loss (reference answers)", "mean_per_example_loss", 2.5, "", 3) in rows
+    no_reference = eval_summary._extra_rows("output_loss", {"train": None, "heldout": {"mean": 1.2}})
+    assert [r[0] for r in no_reference] == ["Output loss (train)", "Output loss (held-out)"]
     assert ("r1", "HellaSwag", "acc_norm,none", None, "", 3) in rows
     assert ("r1", "Understanding & Knowledge", "category_mean", pytest.approx(50.0),
             "partial: 2 of 5 tasks (mmlu, piqa)", 3) in rows

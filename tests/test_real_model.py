@@ -138,6 +138,34 @@ def test_one_optimizer_step_and_one_evaluation(model_dir, backend, tmp_path):
     result = json.loads((tmp_path / "output_loss.json").read_text())
     assert result["status"] == "scored" and result["train"]["n"] == len(examples)
     assert 0.0 < result["train"]["mean"] < 10.0  # far below chance (log 262144 = 12.5)
+    recomputed = _plain_transformers_output_losses(tmp_path / "run", examples, max_length=48, eos=backend.eos_text)
+    assert sum(loss is not None for loss in recomputed) >= 2
+    assert result["heldout"]["losses"] == pytest.approx(recomputed, rel=1e-4)
+
+
+def _plain_transformers_output_losses(model_dir, examples, max_length, eos):
+    """Output loss recomputed without the pipeline (no role record, no packing, no scoring code):
+    the chat text tokenised whole by the model's own tokenizer, one example per forward, mean NLL of
+    the tokens after the generation prompt (the answer and its EOS), truncated at ``max_length``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    losses = []
+    for example in examples:
+        user, answer = (m["content"].strip() for m in example["messages"])
+        prompt = f"<|user|>\n{user}\n<|assistant|>\n"
+        ids = tokenizer(prompt + answer + eos)["input_ids"][:max_length]
+        start = len(tokenizer(prompt)["input_ids"])
+        if start >= len(ids):
+            losses.append(None)  # truncated before the answer: nothing to score
+            continue
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
+        nll = torch.nn.functional.cross_entropy(logits[start - 1 : -1], torch.tensor(ids[start:]), reduction="none")
+        losses.append(nll.mean().item())
+    return losses
 
 
 # ---- Gemma 3's own chat template (resources/chat_templates/gemma3.jinja) with the real Gemma tokenizer ----

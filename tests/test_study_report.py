@@ -122,3 +122,68 @@ def test_paired_verdicts_over_heldout_examples_across_seeds(tmp_path):
     assert lines[0].startswith("d: im_seed's held-out output loss is below it's: -0.2")
     assert "40 held-out examples" in lines[0] and "2 vs 2 seeds" in lines[0]
     assert lines[1].startswith("d: im's held-out output loss is not distinguishable from it's")
+
+
+# ---- the curves (imrepro.report.study_curves) -------------------------------------------------------
+
+def _curve_results(tmp_path):
+    """Two sets; per example i the loss is base_i + an arm offset + a seed offset, so every paired gain is known:
+    on set "hi" IM is 0.3 below IT, plw at 0.1 is 0.2 below; on "lo" IM is 0.05 above IT."""
+    from imrepro.report import study_curves  # noqa: F401  (the module under test)
+
+    offsets = {"hi": {"it": 0.0, "im": -0.3, "plw__prompt_weight0.1": -0.2},
+               "lo": {"it": 0.0, "im": 0.05, "plw__prompt_weight0.1": 0.0}}
+    base = [2.0, 2.5, 3.0, 3.5, 2.2, 2.9]
+    paths, targets = [], {}
+    for dataset, arms in offsets.items():
+        for arm, offset in arms.items():
+            for seed in (1, 2, 3):
+                target = f"m__{dataset}__{arm}__s{seed}"
+                pw = 0.1 if arm.startswith("plw") else None
+                targets[target] = {"dataset": dataset, "arm": arm, "labels": "weighted" if pw else arm, "seed": seed,
+                                   "label": f"PLW (prompt_weight {pw:g})" if pw else arm.upper(), "prompt_weight": pw}
+                noise = [0.01 * ((i * seed) % 3 - 1) for i in range(len(base))]
+                losses = [b + offset + n for b, n in zip(base, noise, strict=True)]
+                part = {"ids": [f"x{i}" for i in range(len(base))], "losses": losses, "mean": sum(losses) / len(losses)}
+                paths.append(_write(tmp_path, target, "output_loss",
+                                    {"kind": "loss", "heldout": part, "reference": {**part, "ids": part["ids"]},
+                                     "train": None}))
+    return paths, targets
+
+
+def test_paired_gains_and_the_three_curves(tmp_path):
+    from imrepro.report import study_curves
+
+    paths, targets = _curve_results(tmp_path)
+    items = study_curves.item_losses(paths, targets)
+    assert len(items) == 2 * 3 * 3 * 6 * 2  # sets x arms x seeds x examples x splits
+    hi = study_curves.paired_gain(items, "hi", "im", "it", "heldout")
+    assert hi["n_items"] == 6 and hi["seeds_arm"] == hi["seeds_it"] == 3
+    assert hi["gain"] == pytest.approx(0.3) and hi["ci_low"] < 0.3 < hi["ci_high"] and hi["ci_low"] > 0.25
+    lo = study_curves.paired_gain(items, "lo", "im", "it", "heldout")
+    assert lo["gain"] == pytest.approx(-0.05) and lo["ci_high"] < 0
+    assert study_curves.paired_gain(items, "nowhere", "im", "it", "heldout") is None
+
+    curves = {"reference_arm": "it", "im_arm": "im", "ratio_sets": ["lo", "hi"], "size_sets": ["hi"],
+              "prompt_weight": {"sets": {"short": "hi", "long": "lo"}}}
+    swept = {"plw__prompt_weight0.1": {"label": "PLW (prompt_weight 0.1)", "prompt_weight": 0.1}}
+    table = study_curves.curve_table(items, curves, {"lo": 0.05, "hi": 8.0}, {"hi": 32}, swept)
+    heldout = table[table["split"] == "heldout"].set_index(["curve", "set", "dataset", "arm"])
+    assert heldout.loc[("ratio", "", "hi", "im"), "x"] == 8.0
+    assert heldout.loc[("size", "", "hi", "im"), "x"] == 32
+    assert heldout.loc[("prompt_weight", "short", "hi", "plw__prompt_weight0.1"), "gain"] == pytest.approx(0.2)
+    assert heldout.loc[("prompt_weight", "short", "hi", "im"), "x"] == 1.0  # IM is prompt weight 1
+    lines = study_curves.trend_lines(table)  # slope: (0.3 + 0.05) / (ln 8 - ln 0.05) = 0.069
+    assert lines[0].startswith("ratio: IM's gain over IT (held-out (Dolly)) changes by +0.069 nats per unit of "
+                               "ln(instruction/output ratio) over 2 points; 1 point(s) above 0 and 1 below 0")
+    assert any(line.startswith("prompt weight, short (hi): the largest gain over weight 0 is at weight 1: +0.300")
+               for line in lines)
+    assert "| ratio | — | hi | 8 | IM |" in study_curves.curves_markdown(table)
+    reading = study_curves.reading_lines(table)
+    assert reading[0].startswith("Fig. 2 left (the paper: IM's gain grows with ln ratio): ours agrees: gain -0.050")
+    assert not any(line.startswith("Fig. 2 right") for line in reading)  # one size only: no trend to read
+    short, long = (next(line for line in reading if f"Prompt weight, {name}" in line) for name in ("short", "long"))
+    assert "ours disagrees: best inner weight 0.1 +0.200" in short  # weight 1 (+0.3) beats 0.1 beyond the intervals
+    assert "ours disagrees" in long  # IM is 0.05 worse than IT beyond its interval: an effect
+    fig = study_curves.curves_figure(table, {"left": (18.85, 25.83), "right": None}, "label")
+    assert len(fig.axes) == 4  # three panels and the paper's axis beside the ratio panel

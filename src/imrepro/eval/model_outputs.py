@@ -47,12 +47,16 @@ log = logging.getLogger(__name__)
 
 # ---- what one job asks for ----------------------------------------------------------------------
 
+LOSS_SPLITS = ("train", "heldout", "reference")  # the role records an output-loss job may score
+
+
 @dataclass(frozen=True)
 class OutputLossJob:
     output: Path
     run: str
     train: Path | None = None  # role record of the training set (none for a base model)
     heldout: Path | None = None
+    reference: Path | None = None  # good answers to other instructions (AlpacaEval's reference outputs)
     token_budget: int = DEFAULT_TOKEN_BUDGET  # tokens per scoring pack
     limit: int | None = None  # first N examples of each set
 
@@ -157,7 +161,7 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
     for job in jobs.values():  # every input checked before the model loads
-        for path in (getattr(job, name, None) for name in ("questions", "dataset", "train", "heldout")):
+        for path in (getattr(job, name, None) for name in ("questions", "dataset", *LOSS_SPLITS)):
             if path is not None and not path.is_file():
                 raise FileNotFoundError(f"{path}: input of {type(job).__name__} not found")
     stats = {"model": str(model_dir), "model_id": model_id, "seed": seed, "benchmarks": {},
@@ -216,10 +220,10 @@ def run_output_loss(job: OutputLossJob, model_dir: Path, model, attn: str, devic
     from imrepro.data.role_record import load_role_record
     from imrepro.eval.output_loss import describe, per_example_output_loss
 
-    if not (job.train or job.heldout):
-        raise ValueError("output_loss: nothing to score: give train and/or heldout")
+    if not any(getattr(job, split) for split in LOSS_SPLITS):
+        raise ValueError(f"output_loss: nothing to score: give one of {', '.join(LOSS_SPLITS)}")
     details = {"run": job.run, "model": str(model_dir)}
-    for split, path in (("train", job.train), ("heldout", job.heldout)):
+    for split, path in ((split, getattr(job, split)) for split in LOSS_SPLITS):
         if path is None:
             details[split] = None
             continue
@@ -229,10 +233,11 @@ def run_output_loss(job: OutputLossJob, model_dir: Path, model, attn: str, devic
                           "losses": [None if loss != loss else float(loss) for loss in losses]}
         log.info("output loss, %s (%s): mean %s over %d examples", split, path.stem, details[split]["mean"],
                  len(losses))
-    result = BenchmarkResult("output_loss", "loss", (details["heldout"] or details["train"])["mean"],
-                             "mean per-example output loss (held-out, else train)", details=details)
+    headline = details["heldout"] or details["train"] or details["reference"]
+    result = BenchmarkResult("output_loss", "loss", headline["mean"],
+                             "mean per-example output loss (held-out, else train, else reference)", details=details)
     result.write(job.output)
-    return {f"n_{split}": details[split]["n"] for split in ("train", "heldout") if details[split]}
+    return {f"n_{split}": details[split]["n"] for split in LOSS_SPLITS if details[split]}
 
 
 def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:

@@ -17,7 +17,8 @@ from imrepro.eval.result_record import load_result
 
 __all__ = ["LONG_COLUMNS", "LOSS_NAMES", "load_result", "long_rows", "partial_notes", "summarize_target"]
 
-LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)"}
+LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)",
+              "reference": "Output loss (reference answers)"}
 
 
 def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None]]:
@@ -30,8 +31,9 @@ def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None
     if name == "regen_bleu":
         return [("Regeneration BLEU", "bleu", result["value"])]
     if name == "output_loss":
+        # train and held-out always (empty where not scored); the reference answers where configured
         return [(LOSS_NAMES[split], "mean_per_example_loss", (result.get(split) or {}).get("mean"))
-                for split in LOSS_NAMES]
+                for split in LOSS_NAMES if split != "reference" or result.get(split)]
     return []
 
 

@@ -36,6 +36,7 @@ IT_POLICY = "it"
 IM_POLICIES = ("im_seed", "im")  # the authors' masking (published numbers) and Eq. 4
 COLUMNS = ["target", "dataset", "arm", "labels", "label", "seed", "metric", "value"]
 LOSS_METRICS = ("train_output_loss", "heldout_output_loss")
+REFERENCE_METRIC = "reference_output_loss"  # output loss of good answers (AlpacaEval's reference), where configured
 
 
 def _metrics(result: dict) -> dict[str, float]:
@@ -44,7 +45,8 @@ def _metrics(result: dict) -> dict[str, float]:
         return {}
     if result["benchmark"] == "output_loss":
         out = {}
-        for part, name in (("train", "train_output_loss"), ("heldout", "heldout_output_loss")):
+        for part, name in (("train", "train_output_loss"), ("heldout", "heldout_output_loss"),
+                           ("reference", REFERENCE_METRIC)):
             if (result.get(part) or {}).get("mean") is not None:
                 out[name] = float(result[part]["mean"])
         return out
@@ -185,7 +187,7 @@ def study_table(summary: pd.DataFrame, ratios: Mapping[str, float] | None = None
                 arm_order: Iterable[str] = ()) -> pd.DataFrame:
     """Wide table: one row per (dataset, arm), one column per metric (``mean ± spread``); ``arm_order``: method
     ids; the ``arm`` column shows each arm's label."""
-    metrics = [m for m in (*LOSS_METRICS, "regen_bleu") if m in set(summary["metric"])]
+    metrics = [m for m in (*LOSS_METRICS, REFERENCE_METRIC, "regen_bleu") if m in set(summary["metric"])]
     metrics += sorted(set(summary["metric"]) - set(metrics))
     order = list(dict.fromkeys([BASE, *arm_order, *sorted(summary["arm"].unique())]))
     rows = []

@@ -62,7 +62,9 @@ class TrainSettings:
     packing: bool = _doc("padding-free packs of whole examples (else right-padded rows)", True, config=True)
     token_budget: int = _doc("tokens per packed micro-batch", DEFAULT_TOKEN_BUDGET, config=True)
     per_device_batch_size: int = _doc("examples per padded micro-batch (packing: false)", 1, config=True)
-    precision: str = _doc("bf16, fp16 or fp32 (mixed precision on GPU; CPU always fp32)", "bf16", config=True)
+    precision: str = _doc("auto, bf16, fp16 or fp32: bf16/fp16 autocast over fp32 weights (fp16 GPU only); "
+                          "auto: bf16 where the GPU or CPU multiplies it natively (imrepro.train.precision)",
+                          "bf16", config=True)
     attn_implementation: str = _doc("auto, flash_attention_2, flex_attention, sdpa_varlen, sdpa or eager "
                                     "(auto: the fastest exact one available, imrepro.train.attention)",
                                     "auto", config=True)

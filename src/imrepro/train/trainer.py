@@ -41,6 +41,7 @@ from imrepro.train import attention, lora, packing
 from imrepro.train import loss as loss_lib
 from imrepro.train.label_policies import label_weights
 from imrepro.train.neftune import NEFTune, neftune_scale
+from imrepro.train.precision import cpu_has_native_bf16, resolve_mixed_precision
 from imrepro.train.schedule import equalise, micro_batches, optimizer_steps, rank_share
 from imrepro.train.settings import TrainSettings
 
@@ -198,6 +199,7 @@ class _Run:
     attn: str = ""  # the attention implementation that runs
     trained_logits: bool = False  # LM head only at trained positions (logits_to_keep)
     compute_dtype: torch.dtype = torch.float32
+    cpu_autocast: bool = False  # bf16 autocast of forward and loss on CPU, fp32 weights and optimizer
     noise: NEFTune | None = None
     parameters: dict | None = None  # trainable and total parameter counts
 
@@ -231,12 +233,15 @@ def train(settings: TrainSettings) -> dict:
 
 
 def _build_accelerator(settings: TrainSettings):
-    """One process, or the process group the launcher started; bf16 autocast on GPU."""
+    """One process, or the process group the launcher started; bf16 autocast where the settings ask
+    for it (imrepro.train.precision: on CPU too, over fp32 master weights)."""
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, set_seed
 
     loss_lib.check_normalisations(settings.loss_normalisation, settings.weight_normalisation)
-    mixed = settings.precision if torch.cuda.is_available() and settings.precision != "fp32" else "no"
+    # On CPU the loop autocasts itself (_micro_batch_loss, run.cpu_autocast): accelerate's state is a
+    # per-process singleton whose precision cannot change between runs (tests, benchmarks alternate).
+    mixed = resolve_mixed_precision(settings.precision, "cuda") if torch.cuda.is_available() else "no"
     handlers = []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true" and not torch.cuda.is_available():
         handlers.append(InitProcessGroupKwargs(backend="gloo"))  # else accelerate counts one rank on CPU
@@ -329,7 +334,9 @@ def _build_optimizer(run: _Run) -> None:
     run.model, run.optimizer, run.scheduler = accelerator.prepare(run.model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(run.model)
     run.noise = NEFTune(unwrapped, settings.neftune_alpha) if settings.neftune_alpha else None
-    bf16 = accelerator.mixed_precision == "bf16" or _deepspeed_bf16(accelerator)
+    run.cpu_autocast = (accelerator.device.type == "cpu"
+                        and resolve_mixed_precision(settings.precision, "cpu") == "bf16")
+    bf16 = accelerator.mixed_precision == "bf16" or _deepspeed_bf16(accelerator) or run.cpu_autocast
     run.compute_dtype = torch.bfloat16 if bf16 else torch.float32
 
 
@@ -392,7 +399,7 @@ def _micro_batch_loss(run: _Run, members, generator: torch.Generator):
     inputs = packing.model_inputs(batch, run.attn, dtype=run.compute_dtype)
     noise = (run.noise.active(neftune_scale(batch, settings.neftune_alpha, run.noise.embedding.embedding_dim),
                               generator) if run.noise else contextlib.nullcontext())
-    with noise:
+    with noise, torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.cpu_autocast):
         if run.trained_logits:
             keep = loss_lib.trained_positions(batch.weights)
             nll = loss_lib.token_nll_at(run.model(**inputs, logits_to_keep=keep).logits, batch.input_ids, keep)
@@ -461,6 +468,8 @@ def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> di
         "logits_positions": "trained" if run.trained_logits else "all",
         **run.parameters,
         "adapter": lora.ADAPTER_DIR if settings.lora else None,
+        "precision": {"requested": settings.precision, "compute_dtype": str(run.compute_dtype).removeprefix("torch."),
+                      "device": run.accelerator.device.type, "cpu_native_bf16": cpu_has_native_bf16()},
         "final_loss": history[-1]["loss"] if history else None,
         "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
         "wall_seconds": wall,

@@ -28,12 +28,13 @@ wildcard_constraints:
     tokenizer=r"[A-Za-z0-9_.-]+",
     max_length=r"\d+",
     model=r"[A-Za-z0-9_.-]+",
-    run=r"[A-Za-z0-9_.-]+__[A-Za-z0-9_]+__[A-Za-z0-9_.-]+__ep[0-9p]+",
+    run=workflow_config.RUN_ID_PATTERN,
 
 
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+include: "rules/compare.smk"
 include: "rules/report.smk"
 include: "rules/plan.smk"
 include: "rules/study.smk"

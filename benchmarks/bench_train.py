@@ -79,6 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="packed contender(s), one per budget; default: 2048 on cpu, 8192 on cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--labels", default="it")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a prepared model directory (weights + tokenizer, e.g. prepare_model.py --package of "
+                             "the study's Gemma) instead of a random Llama; its tokenizer builds the record")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "auto"], default=None,
+                        help="contenders: these precisions, each packed (--token-budget) with the default fast "
+                             "paths, instead of the layout contenders; the first is the ratios' baseline")
     parser.add_argument("--padded", type=int, nargs="*", default=[8], help="padded contender(s): rows per batch")
     parser.add_argument("--cpu-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="measure CPU peak memory (one extra run per contender in a fresh process)")
@@ -93,16 +99,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_inputs(args, workdir: Path, with_model: bool = True) -> tuple[Path, Path | None, int | None]:
-    """The role record of the slice and a randomly initialised Llama (seed 0) with vocab 32001."""
+    """The role record of the slice and a randomly initialised Llama (seed 0) with vocab 32001,
+    or ``--model-dir`` and a record built with its tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from imrepro.data.messages import load_messages_jsonl
     from imrepro.data.role_record import build_role_record, save_role_record
-    from imrepro.data.token_backends import SentencePieceBackend
+    from imrepro.data.token_backends import HFBackend, SentencePieceBackend
 
-    backend = SentencePieceBackend(TOKENIZER)
     examples = load_messages_jsonl(DATA)[: args.examples]
+    if args.model_dir:
+        from transformers import AutoConfig
+
+        record = build_role_record(examples, HFBackend(str(args.model_dir)), args.max_length, progress=False,
+                                   metadata={"source": f"{DATA.name}[:{args.examples}]", "tokenizer_backend": "hf",
+                                             "tokenizer_path": str(args.model_dir)})
+        record_path = workdir / "record.parquet"
+        save_role_record(record, record_path)
+        config = AutoConfig.from_pretrained(args.model_dir)
+        return record_path, args.model_dir, getattr(config, "text_config", config)
+    backend = SentencePieceBackend(TOKENIZER)
     record = build_role_record(examples, backend, args.max_length, progress=False, metadata={
         "source": f"{DATA.name}[:{args.examples}]", "tokenizer_backend": "sentencepiece",
         "tokenizer_path": str(TOKENIZER), "bos_id": backend.bos_id, "eos_id": backend.eos_id,
@@ -118,15 +135,17 @@ def build_inputs(args, workdir: Path, with_model: bool = True) -> tuple[Path, Pa
                          **MODEL_SIZES[args.model_size])
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    n_params = model.num_parameters()
     model_path = workdir / "model"
     model.save_pretrained(model_path, safe_serialization=True)
     del model
-    return record_path, model_path, n_params
+    return record_path, model_path, config
 
 
 def contenders(args) -> dict[str, dict]:
     """Name -> trainer settings that differ from the shared ones."""
+    if args.precisions:
+        budget = args.token_budget[0]
+        return {p: {"packing": True, "token_budget": budget, "precision": p} for p in args.precisions}
     out = {"bs1": {"packing": False, "per_device_batch_size": 1, "attn_implementation": "sdpa"}}
     for n in args.padded:
         out[f"padded{n}"] = {"packing": False, "per_device_batch_size": n, "attn_implementation": "sdpa"}
@@ -158,19 +177,20 @@ def run_once(args, name: str, overrides: dict, record_path: Path, model_path: Pa
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     tag = name.replace(" ", "_")
-    settings = TrainSettings(
-        model_path=str(model_path), record_path=str(record_path),
-        output_dir=str(workdir / f"out_{tag}"), scratch_dir=str(workdir / f"scratch_{tag}"),
-        labels=args.labels, epochs=1, learning_rate=2e-5, warmup_ratio=0.0,
-        effective_batch_size=args.effective_batch, max_steps=steps, checkpoint_every=0,
-        precision="bf16" if cuda else "fp32", progress=False, seed=42, **overrides)
+    settings = TrainSettings(**{
+        "model_path": str(model_path), "record_path": str(record_path),
+        "output_dir": str(workdir / f"out_{tag}"), "scratch_dir": str(workdir / f"scratch_{tag}"),
+        "labels": args.labels, "epochs": 1, "learning_rate": 2e-5, "warmup_ratio": 0.0,
+        "effective_batch_size": args.effective_batch, "max_steps": steps, "checkpoint_every": 0,
+        "precision": "bf16" if cuda else "fp32", "progress": False, "seed": 42, **overrides})
     summary = train(settings)
     history = summary["history"]
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     shutil.rmtree(settings.output_dir, ignore_errors=True)
     return {"tokens": sum(h["tokens"] for h in history),
             "seconds": sum(h["tokens"] / h["tokens_per_s"] for h in history),
-            "peak_mib": peak, "attn": summary["attn_implementation"], "logits": summary["logits_positions"]}
+            "peak_mib": peak, "attn": summary["attn_implementation"], "logits": summary["logits_positions"],
+            "loss": history[-1]["loss"], "compute_dtype": summary["precision"]["compute_dtype"]}
 
 
 def cpu_peak_mib(args, name: str, overrides: dict, record_path: Path, model_path: Path, workdir: Path) -> float:
@@ -217,13 +237,17 @@ def benchmark(args, workdir: Path, out=print) -> dict:
     """Run every contender; print the tables; return {name: {best, median, ratio, peak_mib, attn}}."""
     import torch
 
-    record_path, model_path, n_params = build_inputs(args, workdir)
+    from imrepro.train.precision import cpu_has_native_bf16
+
+    record_path, model_path, config = build_inputs(args, workdir)
     from imrepro.data.role_record import load_role_record
     record = load_role_record(record_path)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    shape = MODEL_SIZES[args.model_size]
-    out(f"device: {device}  model: llama {args.model_size} ({n_params / 1e6:.1f}M parameters: hidden "
-        f"{shape['hidden_size']}, {shape['num_hidden_layers']} layers, vocab 32001)")
+    device = (torch.cuda.get_device_name() if args.device == "cuda" else
+              f"cpu ({torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_native_bf16()}), "
+              f"{torch.get_num_threads()} threads")
+    name = args.model_dir.name if args.model_dir else f"llama {args.model_size}"
+    out(f"device: {device}  model: {name} ({config.model_type}: hidden {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocab {config.vocab_size})")
     out(f"data: {record.metadata['source']}, max length {args.max_length}, {record.metadata['n_tokens']} "
         f"tokens (mean {record.metadata['n_tokens'] / len(record):.0f}/example)")
     out(f"per run: {args.steps} optimizer step(s) of {args.effective_batch} examples, labels {args.labels}; "
@@ -237,14 +261,16 @@ def benchmark(args, workdir: Path, out=print) -> dict:
     for name, overrides in plan.items():  # warm-up: first-call allocations, kernel choice, compilation
         run_once(args, name, overrides, record_path, model_path, workdir, 1)
     results: dict[str, list[dict]] = {name: [] for name in plan}
-    out(f"{'round':<7}{'contender':<16}{'tokens':>8}{'step s':>9}{'tokens/s':>11}{'vs bs1':>8}")
+    baseline = next(iter(plan))
+    out(f"{'round':<7}{'contender':<16}{'tokens':>8}{'step s':>9}{'tokens/s':>11}{'vs ' + baseline:>10}{'loss':>9}")
     for r in range(args.rounds):
         for name, overrides in plan.items():
             res = run_once(args, name, overrides, record_path, model_path, workdir, args.steps)
             results[name].append(res)
             rate = res["tokens"] / res["seconds"]
-            base = results["bs1"][r]["tokens"] / results["bs1"][r]["seconds"]
-            out(f"{r + 1:<7}{name:<16}{res['tokens']:>8}{res['seconds']:>9.2f}{rate:>11,.0f}{rate / base:>7.2f}x")
+            base = results[baseline][r]["tokens"] / results[baseline][r]["seconds"]
+            out(f"{r + 1:<7}{name:<16}{res['tokens']:>8}{res['seconds']:>9.2f}{rate:>11,.1f}{rate / base:>9.2f}x"
+                f"{res['loss']:>9.4f}")
     peaks = {name: results[name][-1]["peak_mib"] if args.device == "cuda"
              else cpu_peak_mib(args, name, overrides, record_path, model_path, workdir) if args.cpu_memory
              else None for name, overrides in plan.items()}
@@ -253,17 +279,20 @@ def benchmark(args, workdir: Path, out=print) -> dict:
         return [x["tokens"] / x["seconds"] for x in results[name]]
 
     memory = "peak MiB" if args.device == "cuda" else "peak RSS+ MiB"
-    out(f"{'summary':<16}{'best tok/s':>11}{'median tok/s':>14}{'median ratio':>14}{memory:>15}  attention")
+    out(f"{'summary':<16}{'best tok/s':>11}{'median tok/s':>14}{'median ratio':>14}{memory:>15}{'loss':>9}"
+        f"  attention, compute dtype")
     table = {}
     for name in plan:
-        ratios = [a / b for a, b in zip(rates(name), rates("bs1"), strict=True)]
+        ratios = [a / b for a, b in zip(rates(name), rates(baseline), strict=True)]
         table[name] = {"best_tokens_per_s": max(rates(name)), "median_tokens_per_s": statistics.median(rates(name)),
-                       "median_ratio_vs_bs1": statistics.median(ratios), "peak_mib": peaks[name],
-                       "attn": results[name][0]["attn"], "logits": results[name][0]["logits"]}
+                       "median_ratio": statistics.median(ratios), "peak_mib": peaks[name],
+                       **({"median_ratio_vs_bs1": statistics.median(ratios)} if baseline == "bs1" else {}),
+                       "loss": results[name][-1]["loss"], "attn": results[name][0]["attn"],
+                       "logits": results[name][0]["logits"], "compute_dtype": results[name][0]["compute_dtype"]}
         row = table[name]
         peak = float("nan") if row["peak_mib"] is None else row["peak_mib"]
-        out(f"{name:<16}{row['best_tokens_per_s']:>11,.0f}{row['median_tokens_per_s']:>14,.0f}"
-            f"{row['median_ratio_vs_bs1']:>13.2f}x{peak:>15,.0f}  {row['attn']}")
+        out(f"{name:<16}{row['best_tokens_per_s']:>11,.1f}{row['median_tokens_per_s']:>14,.1f}"
+            f"{row['median_ratio']:>13.2f}x{peak:>15,.0f}{row['loss']:>9.4f}  {row['attn']}, {row['compute_dtype']}")
     return table
 
 

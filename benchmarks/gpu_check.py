@@ -20,6 +20,7 @@ flash-attn is used when importable (the trainer's ``auto``); nothing else is nee
 
 Not yet run on a GPU (none lent so far): if it runs past 8 minutes, ``--skip generation`` or
 ``--skip step_7b`` runs the rest; the JSON and Markdown are rewritten after every section.
+benchmarks/gpu_run.py runs these sections after the workflow itself, as far as its time budget allows.
 """
 
 from __future__ import annotations

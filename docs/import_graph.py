@@ -6,8 +6,9 @@
 
 Nodes are subpackages (``core``, ``data``, ``train``, ``eval``, ``eval.judge``, ``report``) and the
 top-level modules (``catalogue``, ``workflow_config``: the Snakefile's config checker, which reads every
-stage's names); every module is a node of some stage, with no exception list; an edge ``a -> b`` means a module of ``a`` imports one of ``b`` at
-module level or inside a function (both count: a lazy import is still a dependency).
+stage's names); every module is a node of some stage, with no exception list; an edge ``a -> b`` means
+a module of ``a`` imports one of ``b`` at module level or inside a function (both count: a lazy import
+is still a dependency).
 """
 
 from __future__ import annotations

@@ -44,6 +44,18 @@ def tokenizer_path(tokenizer):
     return repo_path(tokenizer["path"])
 
 
+def chat_template_setting(template):
+    """A tokenizers entry's chat_template as a job reads it: "model", or the .jinja file's path."""
+    return template if template == "model" else repo_path(template)
+
+
+def chat_template_flags(tokenizer):
+    """``--chat-template`` of a tokenizers entry (none for the Tulu format): records and prompts alike."""
+    if "chat_template" not in tokenizer:
+        return []
+    return ["--chat-template", chat_template_setting(tokenizer["chat_template"])]
+
+
 def stats_path(dataset):
     return f"{RESULTS}/data/stats/{dataset}.json"
 
@@ -77,9 +89,9 @@ def base_model_config(model):
     return f"{base_model_dir(model)}/config.json"
 
 
-def method_seed(method):
-    """The seed a method trains with: its own ``seed:`` (seed replicates of one arm) or training.seed."""
-    return CHECKED_CONFIG["methods"][method].get("seed", CHECKED_CONFIG["training"]["seed"])
+def run_settings(run):
+    """Labels policy, weights, seed, learning rate, ... of ``run`` (a workflow_config.Run), its sweep values applied."""
+    return workflow_config.run_settings(CHECKED_CONFIG, run)
 
 
 def timing_path(rule, job):

@@ -84,6 +84,7 @@ rule role_record:
     input:
         data=canonical_path("{dataset}"),
         tokenizer_files=get_tokenizer_files,
+        chat_template=get_chat_template_files,
     output:
         record_path("{tokenizer}", "{dataset}", "{max_length}"),
     log:
@@ -93,6 +94,7 @@ rule role_record:
         backend=lambda w: get_tokenizer(w)["backend"],
         path=lambda w: tokenizer_path(get_tokenizer(w)),
         revision=get_tokenizer_revision,
+        chat_template=get_chat_template_flags,
     threads: 2
     resources:
         mem_mb=16000,
@@ -101,7 +103,8 @@ rule role_record:
     shell:
         "python {params.script} --input {input.data:q} "
         "--tokenizer-name {wildcards.tokenizer} --tokenizer-backend {params.backend} "
-        "--tokenizer-path {params.path:q} {params.revision:q} --max-length {wildcards.max_length} "
+        "--tokenizer-path {params.path:q} {params.revision:q} {params.chat_template:q} "
+        "--max-length {wildcards.max_length} "
         "--output {output:q} > {log} 2>&1"
 
 

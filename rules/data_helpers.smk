@@ -53,6 +53,18 @@ def get_tokenizer_files(wildcards):
     return [str(path)] if path.is_file() else []
 
 
+def get_chat_template_files(wildcards):
+    """A chat template file is an input: editing it rebuilds the records."""
+    tokenizer = get_tokenizer(wildcards)
+    if "chat_template" not in tokenizer or tokenizer["chat_template"] == "model":  # absent: the Tulu format
+        return []
+    return [chat_template_setting(tokenizer["chat_template"])]
+
+
 def get_tokenizer_revision(wildcards):
     tokenizer = get_tokenizer(wildcards)
     return ["--tokenizer-revision", tokenizer["revision"]] if "revision" in tokenizer else []
+
+
+def get_chat_template_flags(wildcards):
+    return chat_template_flags(get_tokenizer(wildcards))

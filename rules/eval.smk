@@ -100,7 +100,7 @@ rule humaneval:  # the model job's completions, run in the sandbox (no model, no
         MODEL_OUTPUTS_DIR,
     output:
         result=eval_path("{target}", "humaneval"),
-        samples=f"{GENERATIONS}/humaneval_samples.jsonl",
+        samples=HUMANEVAL_SAMPLES,
     log:
         f"{EVAL_LOGS}/humaneval/{{target}}.log",
     benchmark:
@@ -131,7 +131,7 @@ rule judge_mt_bench:
         judge=get_judge_inputs,
     output:
         result=eval_path("{target}", "mt_bench"),
-        judgments=f"{GENERATIONS}/mt_bench_judgments.jsonl",
+        judgments=MT_BENCH_JUDGMENTS,
     log:
         f"{EVAL_LOGS}/judge/{{target}}/mt_bench.log",
     benchmark:
@@ -156,7 +156,7 @@ rule judge_alpaca_eval:
         judge=get_judge_inputs,
     output:
         result=eval_path("{target}", "alpaca_eval_{version}"),
-        annotations=f"{GENERATIONS}/alpaca_eval_{{version}}_annotations.json",
+        annotations=ALPACA_EVAL_ANNOTATIONS,
     log:
         f"{EVAL_LOGS}/judge/{{target}}/alpaca_eval_{{version}}.log",
     benchmark:
@@ -202,10 +202,11 @@ rule eval_long_table:
         f"{EVAL_LOGS}/eval_long.log",
     params:
         script=script_path("eval_summary.py"),
+        seeds=json.dumps({tid: t.run and run_settings(t.run)["seed"] for tid, t in TARGETS.items()}),
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python {params.script} long --output {output:q} {input:q} > {log} 2>&1"
+        "python {params.script} long --seeds {params.seeds:q} --output {output:q} {input:q} > {log} 2>&1"
 
 
 rule runs_table:

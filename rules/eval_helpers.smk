@@ -11,6 +11,10 @@ MODEL_OUTPUTS_DIR = f"{EVAL_DIR}/model_outputs"  # the model job's folder (MODEL
 ALPACA_EVAL_QUESTIONS = repo_path("resources/eval/alpaca_eval/text_davinci_003_outputs.json")
 MT_BENCH_QUESTIONS = repo_path("resources/eval/mt_bench/question.jsonl")
 EVAL_LOGS = f"{LOGS}/eval"
+# the stock tools' per-item files (read again by the comparison stage's eval_items)
+HUMANEVAL_SAMPLES = f"{GENERATIONS}/humaneval_samples.jsonl"
+MT_BENCH_JUDGMENTS = f"{GENERATIONS}/mt_bench_judgments.jsonl"
+ALPACA_EVAL_ANNOTATIONS = f"{GENERATIONS}/alpaca_eval_{{version}}_annotations.json"
 
 
 # ---- input functions and parameters ---------------------------------------------------------------
@@ -124,11 +128,14 @@ def get_model_output_inputs(wildcards):
     if "regen_bleu" in jobs:
         if target.run is None:
             raise ValueError(f"regen_bleu needs a training set: '{target.target_id}' is a base model")
-        found["regen_dataset"] = canonical_path(target.run.dataset)
+        found["regen_dataset"] = canonical_path(target.run.train_dataset)
     if "alpaca_eval" in jobs:
         found["alpaca_eval_questions"] = ALPACA_EVAL_QUESTIONS
     if "mt_bench" in jobs:
         found["mt_bench_questions"] = MT_BENCH_QUESTIONS
+    tokenizer = CHECKED_CONFIG["tokenizers"][model_tokenizer(target.model)]
+    if "chat_template" in tokenizer and tokenizer["chat_template"] != "model":  # a file: prompts follow it
+        found["chat_template"] = chat_template_setting(tokenizer["chat_template"])
     return found
 
 
@@ -147,7 +154,8 @@ def get_model_jobs_spec(wildcards, input):
         out["output_loss"] = {"output": path("output_loss"), "run": wildcards.target,
                               "token_budget": EVAL["output_loss"]["token_budget"],
                               "limit": EVAL["output_loss"]["limit"],
-                              **{split: input[split] for split in ("train", "heldout") if split in input.keys()}}
+                              **{split: input[split] for split in ("train", "heldout", "reference")
+                                 if split in input.keys()}}
     if "regen_bleu" in jobs:
         out["regen_bleu"] = {"dataset": input.regen_dataset, "output": path("regen_bleu"),
                              "generations_output": path("regen_bleu", "regen_bleu_generations"),
@@ -192,9 +200,11 @@ def get_lm_eval_flags(wildcards):
 
 def get_tokenizer_flags(wildcards):
     """Generation tokenises prompts exactly as training did: with the SentencePiece model itself
-    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces)."""
+    where the model's tokenizer is one (the tokenizer saved with the model differs in BOS/spaces),
+    and in the tokenizer's chat template where it has one."""
     tokenizer = CHECKED_CONFIG["tokenizers"][model_tokenizer(get_target(wildcards).model)]
-    return ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    flags = ["--tokenizer-model", repo_path(tokenizer["path"])] if tokenizer["backend"] == "sentencepiece" else []
+    return flags + chat_template_flags(tokenizer)
 
 
 def get_generation_flags(wildcards):
@@ -244,9 +254,11 @@ def output_loss_records(target):
     tokenizer = model_tokenizer(target.model)
     records = {}
     if target.run:
-        records["train"] = record_path(tokenizer, target.run.dataset)
+        records["train"] = record_path(tokenizer, target.run.train_dataset)
     if CHECKED_CONFIG.get("heldout_dataset"):  # optional: no held-out loss without it
         records["heldout"] = record_path(tokenizer, CHECKED_CONFIG["heldout_dataset"])
+    if CHECKED_CONFIG.get("reference_dataset"):  # optional: good answers (AlpacaEval's reference), a quality proxy
+        records["reference"] = record_path(tokenizer, CHECKED_CONFIG["reference_dataset"])
     return records
 
 
@@ -273,9 +285,14 @@ def runs_table_rows():
             dataset, method = CHECKED_CONFIG["datasets"][run.dataset], CHECKED_CONFIG["methods"][run.method]
             row.update(dataset=run.dataset, dataset_paper_name=dataset.get("paper_name", run.dataset),
                        compare_as=dataset.get("compare_as", dataset.get("paper_name", "")), method=run.method,
-                       method_paper_name=method.get("paper_name", run.method), epochs=run.epochs)
+                       method_paper_name=method.get("paper_name", run.method), epochs=run.epochs,
+                       seed_draws_data=run.data_seed is not None, swept=" ".join(name for name, _ in run.sweep),
+                       subset_family=next((f for f, names in CHECKED_CONFIG["_subset_families"].items() if run.dataset in names),
+                                          ""),
+                       **run_settings(run))
         else:
             row.update(dataset="", dataset_paper_name="none (base)", compare_as="none (base)", method="",
-                       method_paper_name="none", epochs="")
+                       method_paper_name="none", epochs="", seed_draws_data=False, swept="", subset_family="",
+                       **dict.fromkeys(workflow_config.RUN_SETTING_KEYS))
         rows.append(row)
     return rows

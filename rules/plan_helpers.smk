@@ -13,9 +13,11 @@ def get_plan_jobs():
             "run_id": run.run_id, "model": run.model, "dataset": run.dataset, "epochs": run.epochs,
             "effective_batch_size": training["effective_batch_size"], "max_length": MAX_LENGTH,
             "gpus": int(train_resources(run.model)["gpu"]),
-            "record": record_path(model_tokenizer(run.model), run.dataset),
-            "stats": stats_path(run.dataset), "paper_name": entry.get("paper_name"),
+            "record": record_path(model_tokenizer(run.model), run.train_dataset),
+            "stats": stats_path(run.train_dataset), "paper_name": entry.get("paper_name"),
             "parent_paper_name": parent.get("paper_name"), "subset_size": args.get("size", args.get("count")),
+            "lora": CHECKED_CONFIG["methods"][run.method].get("lora"),
+            "gradient_checkpointing": training["gradient_checkpointing"],
         })
     return jobs
 

@@ -36,7 +36,7 @@ rule paper_table:
         "../envs/analysis.yaml"
     shell:
         "python {params.script} --eval-long {input.eval_long:q} --runs {input.runs:q} --paper {input.paper:q} "
-        "{params.table5:q} --tables {params.table} --label {params.label:q} "
+        "--comparisons {input.comparisons:q} {params.table5:q} --tables {params.table} --label {params.label:q} "
         "--outdir $(dirname {output.csv:q}) > {log} 2>&1"
 
 
@@ -46,6 +46,7 @@ rule paper_figure:
         runs=rules.runs_table.output[0],
         paper=PAPER_CSV,
         loss=get_loss_files,
+        comparisons=get_comparisons_input,
     output:
         png=report(figure_path("{figure}", "png"), caption="../report/captions/item.rst", category="Figures",
                    labels={"figure": "{figure}"}),
@@ -55,13 +56,14 @@ rule paper_figure:
     params:
         script=script_path("make_figure.py"),
         loss=lambda w, input: ["--loss", *input.loss] if input.loss else [],
+        comparisons=lambda w, input: ["--comparisons", *input.comparisons] if input.comparisons else [],
         label=LABEL,
         caption=lambda w: caption_text(w.figure),
     conda:
         "../envs/analysis.yaml"
     shell:
         "MPLBACKEND=Agg python {params.script} --figure {wildcards.figure} --eval-long {input.eval_long:q} "
-        "--runs {input.runs:q} --paper {input.paper:q} {params.loss:q} --label {params.label:q} "
+        "--runs {input.runs:q} --paper {input.paper:q} {params.loss:q} {params.comparisons:q} --label {params.label:q} "
         "--output-png {output.png:q} --output-pdf {output.pdf:q} > {log} 2>&1"
 
 
@@ -82,6 +84,7 @@ rule provenance:
 rule tables:
     input:
         expand(table_path("{stem}", "{ext}"), stem=catalogue.TABLE_STEMS.values(), ext=("csv", "md")),
+        rules.comparisons.output,
 
 
 rule figures:

@@ -19,7 +19,8 @@ def caption_text(name):
 
 
 def get_table_inputs(wildcards):
-    inputs = {"eval_long": rules.eval_long_table.output[0], "runs": rules.runs_table.output[0], "paper": PAPER_CSV}
+    inputs = {"eval_long": rules.eval_long_table.output[0], "runs": rules.runs_table.output[0], "paper": PAPER_CSV,
+              "comparisons": rules.comparisons.output.csv}
     if catalogue.TABLE_OF_STEM[wildcards.table_stem] == "table5":
         inputs["table5"] = rules.table5.output.csv
     return inputs
@@ -30,3 +31,8 @@ def get_loss_files(wildcards):
     if wildcards.figure != "fig3":
         return []
     return [eval_path(t.target_id, "output_loss") for t in TARGETS.values() if "output_loss" in t.benchmarks]
+
+
+def get_comparisons_input(wildcards):
+    """The forest plot and the sweep figures (their intervals) read comparisons.csv; the paper's figures do not."""
+    return [rules.comparisons.output.csv] if wildcards.figure in catalogue.COMPARISON_FIGURES else []

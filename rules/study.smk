@@ -17,6 +17,7 @@ rule study_tables:
     input:
         results=study_results,
         stats=lambda w: [stats_path(d) for d in study_datasets()],
+        paper=repo_path("resources/paper/paper_results.csv"),
     output:
         table=f"{STUDY_DIR}/study_table.md",
         csv=f"{STUDY_DIR}/study_table.csv",
@@ -24,6 +25,10 @@ rule study_tables:
         long=f"{STUDY_DIR}/study_long.csv",
         png=f"{STUDY_DIR}/fig_study_loss.png",
         pdf=f"{STUDY_DIR}/fig_study_loss.pdf",
+        curves=f"{STUDY_DIR}/study_curves.md",
+        curves_csv=f"{STUDY_DIR}/study_curves.csv",
+        curves_png=f"{STUDY_DIR}/fig_study_curves.png",
+        curves_pdf=f"{STUDY_DIR}/fig_study_curves.pdf",
     log:
         f"{LOGS}/study/study_tables.log",
     params:
@@ -31,6 +36,7 @@ rule study_tables:
         targets=lambda w: json.dumps(study_targets(), sort_keys=True),
         stats=lambda w: [f"--stats={d}={stats_path(d)}" for d in study_datasets()],
         arm_order=lambda w: study_config()["arm_order"],
+        curves=lambda w: json.dumps(study_config()["curves"], sort_keys=True),
         label=LABEL,
         outputs=lambda w, output: [f"--output={name}={path}" for name, path in output.items()],
     conda:
@@ -38,6 +44,7 @@ rule study_tables:
     shell:
         "python {params.script} tables --targets {params.targets:q} {params.stats:q} "
         "--arm-order {params.arm_order:q} --label {params.label:q} {params.outputs:q} "
+        "--curves {params.curves:q} --paper {input.paper:q} "
         "{input.results:q} > {log} 2>&1"
 
 
@@ -68,9 +75,12 @@ rule study_docs:
         table=rules.study_tables.output.table,
         shares=rules.study_token_shares.output[0],
         png=rules.study_tables.output.png,
+        curves=rules.study_tables.output.curves,
+        curves_png=rules.study_tables.output.curves_png,
     output:
         docs=STUDY_DOCS,
         figure=STUDY_DOCS_FIGURE,
+        curves_figure=STUDY_DOCS_CURVES_FIGURE,
     log:
         f"{LOGS}/study/study_docs.log",
     params:
@@ -78,8 +88,9 @@ rule study_docs:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "(cp {input.png:q} {output.figure:q} && python {params.script} docs --template {input.template:q} "
-        "--insert study_table={input.table:q} --insert token_shares={input.shares:q} "
+        "(cp {input.png:q} {output.figure:q} && cp {input.curves_png:q} {output.curves_figure:q} && "
+        "python {params.script} docs --template {input.template:q} "
+        "--insert study_table={input.table:q} --insert token_shares={input.shares:q} --insert curves={input.curves:q} "
         "--output {output.docs:q}) > {log} 2>&1"
 
 

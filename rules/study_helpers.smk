@@ -5,6 +5,7 @@ STUDY = CHECKED_CONFIG.get("study") or {}  # an optional section: empty outside 
 STUDY_DIR = f"{RESULTS}/study"
 STUDY_DOCS = "docs/STUDY.md"  # committed pages of the repository, rewritten by `make study`
 STUDY_DOCS_FIGURE = "docs/study/fig_study_loss.png"
+STUDY_DOCS_CURVES_FIGURE = "docs/study/fig_study_curves.png"
 
 
 def study_config():
@@ -14,15 +15,21 @@ def study_config():
 
 
 def study_targets():
-    """Target id -> {dataset, arm, seed}: arm = the method's paper_name, seed = its seed."""
+    """Target id -> {dataset, arm, labels, seed, label}: arm = the method id, labels its policy (the report
+    compares arms by policy), seed the run's, label the method's paper_name (display only)."""
     out = {}
     for tid, target in TARGETS.items():
         if target.run is None:
-            out[tid] = {"dataset": None, "arm": "base", "seed": None}
+            out[tid] = {"dataset": None, "arm": "base", "labels": None, "seed": None, "label": "base"}
         else:
-            method = CHECKED_CONFIG["methods"][target.run.method]
-            out[tid] = {"dataset": target.run.dataset, "arm": method.get("paper_name", target.run.method),
-                        "seed": method_seed(target.run.method)}
+            run = target.run
+            settings = run_settings(run)
+            # a swept method is one arm per value (plw at prompt_weight 0.01, 0.1, ...)
+            swept = "".join(f"__{name}{value:g}" for name, value in run.sweep)
+            label = CHECKED_CONFIG["methods"][run.method].get("paper_name", run.method)
+            label += "".join(f" ({name} {value:g})" for name, value in run.sweep)
+            out[tid] = {"dataset": run.dataset, "arm": run.method + swept, "labels": settings["labels"],
+                        "seed": settings["seed"], "label": label, "prompt_weight": dict(run.sweep).get("prompt_weight")}
     return out
 
 

@@ -59,7 +59,8 @@ def get_train_launcher(wildcards, resources):
     if gpus <= 1 and not model_ds:
         return "python"
     ds_config = repo_path(model_ds or CHECKED_CONFIG["training"]["deepspeed_config"])
-    precision = {"fp32": "no"}.get(CHECKED_CONFIG["training"]["precision"], CHECKED_CONFIG["training"]["precision"])
+    precision = CHECKED_CONFIG["training"]["precision"]
+    precision = {"fp32": "no", "auto": "bf16"}.get(precision, precision)
     port = 29500 + int(hashlib.sha1(run.run_id.encode()).hexdigest(), 16) % 2000  # jobs sharing a node
     return (f"accelerate launch --num_machines 1 --num_processes {max(gpus, 1)} --mixed_precision {precision} "
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
@@ -67,32 +68,30 @@ def get_train_launcher(wildcards, resources):
 
 def get_train_inputs(wildcards):
     run = run_of(wildcards)
-    inputs = {"record": record_path(model_tokenizer(run.model), run.dataset),
+    inputs = {"record": record_path(model_tokenizer(run.model), run.train_dataset),
               "model": base_model_config(run.model)}
-    if CHECKED_CONFIG["methods"][run.method].get("kl_lambda"):
-        inputs["reference"] = reference_path(run.model, run.dataset)
+    if run_settings(run)["kl_lambda"]:
+        inputs["reference"] = reference_path(run.model, run.train_dataset)
     return inputs
 
 
 def get_train_settings(wildcards):
     run = run_of(wildcards)
     training = CHECKED_CONFIG["training"]
-    method = CHECKED_CONFIG["methods"][run.method]
+    method = run_settings(run)
     settings = {key: training[key] for key in catalogue.TRAIN_SETTING_KEYS}
+    settings.update(method)  # labels, weights, seed, learning rate: the method's, with the run's sweep values
     settings.update(
         epochs=run.epochs,
         model_path=base_model_dir(run.model),
-        record_path=record_path(model_tokenizer(run.model), run.dataset),
+        record_path=record_path(model_tokenizer(run.model), run.train_dataset),
         output_dir=train_dir(run),
         scratch_dir=f"{training['scratch_dir']}/train/{run.run_id}",
         log_dir=f"{LOGS}/train/tensorboard/{run.run_id}",
-        labels=method["labels"],
-        seed=method_seed(run.method),
-        prompt_weight=method.get("prompt_weight"),
-        neftune_alpha=method.get("neftune_alpha"),
-        kl_lambda=method.get("kl_lambda"),
-        reference_logprobs=reference_path(run.model, run.dataset) if method.get("kl_lambda") else None,
+        lora=CHECKED_CONFIG["methods"][run.method].get("lora"),  # optional: absent = full fine-tuning
+        reference_logprobs=reference_path(run.model, run.train_dataset) if method["kl_lambda"] else None,
         progress=True,
-        run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method},
+        run_info={"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "method": run.method,
+                  "train_dataset": run.train_dataset, "sweep": dict(run.sweep)},
     )
     return json.dumps(settings, sort_keys=True)

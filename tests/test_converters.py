@@ -216,3 +216,28 @@ def test_size_subsets_are_deterministic_random_draws_from_one_pool():
     assert len(small) == 40 and all(e in pool for e in small)
     assert small == size_subset(examples, 40, 1.0, pool=120, seed=3)
     assert small != size_subset(examples, 40, 1.0, pool=120, seed=4)
+
+
+def test_alpaca_eval_reference_outputs_become_scorable_examples(tmp_path):
+    """The shipped GPT-4-turbo reference (AlpacaEval 2.0): a seeded sample, instruction and answer
+    verbatim as the user and assistant turns, in the file's order; a record without its output is
+    rejected naming the record."""
+    from conftest import REPO
+
+    source = REPO / "resources/eval/alpaca_eval/gpt4_1106_preview_outputs.json"
+    records = json.loads(source.read_text())
+    out = tmp_path / "ref.jsonl"
+    assert run_converter("alpaca_eval_outputs", [source], out, {"count": 64, "seed": 0}) == 64
+    examples = load_messages_jsonl(out)
+    indices = [int(e["id"].removeprefix("alpaca_eval_")) for e in examples]
+    assert indices == sorted(indices) and len(set(indices)) == 64
+    assert indices == sorted(random.Random(0).sample(range(len(records)), k=64))
+    for example, i in zip(examples, indices, strict=True):
+        assert [m["content"] for m in example["messages"]] == [records[i]["instruction"], records[i]["output"]]
+        assert example["dataset"] == "alpaca_eval/gpt4_1106_preview"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**records[0]}, {k: v for k, v in records[1].items() if k != "output"}]))
+    with pytest.raises(DataFormatError, match=r"\[1\]\.output"):
+        run_converter("alpaca_eval_outputs", [bad], tmp_path / "bad.jsonl", {"count": 1})
+    with pytest.raises(ValueError, match="asked for 900 records"):
+        run_converter("alpaca_eval_outputs", [source], tmp_path / "big.jsonl", {"count": 900})

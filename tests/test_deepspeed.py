@@ -20,6 +20,8 @@ from conftest import REPO
 
 pytest.importorskip("deepspeed")
 STAGES = ("zero2", "zero3")
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear", "modules_to_save": [],
+        "load_in_4bit": False}
 
 
 def test_deepspeed_config_is_filled_from_the_settings():
@@ -44,14 +46,16 @@ def test_deepspeed_config_is_filled_from_the_settings():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two optimizer steps without DeepSpeed and under each ZeRO stage, all started at once."""
+    """Two optimizer steps without DeepSpeed and under each ZeRO stage, all started at once; a LoRA run
+    without DeepSpeed and under ZeRO-3."""
     inputs = th.tiny_inputs(tmp_path_factory)
     root = tmp_path_factory.mktemp("deepspeed_runs")
     out = {}
-    for name in ("plain", *STAGES):
-        run = th.settings(inputs, root / name, max_steps=2, checkpoint_every=1)
+    for name in ("plain", *STAGES, "lora_plain", "lora_zero3"):
+        lora = LORA if name.startswith("lora") else None
+        run = th.settings(inputs, root / name, max_steps=2, checkpoint_every=1, lora=lora)
         log = root / f"{name}.log"
-        launcher = None if name == "plain" else th.deepspeed_launcher(name)
+        launcher = None if name.endswith("plain") else th.deepspeed_launcher(name.removeprefix("lora_"))
         out[name] = (run, th.start_train(run, log, launcher), log)
     return {name: (run, th.finish(process, log)) for name, (run, process, log) in out.items()} | {"inputs": inputs}
 
@@ -81,3 +85,23 @@ def test_deepspeed_matches_the_plain_loop(runs, stage):
     assert final.keys() == initial.keys()
     assert th.max_abs_diff(final, initial) > 1e-4, "training changed the weights"
     assert th.max_abs_diff(final, th.weights(plain["output_dir"])) < 1e-5
+
+
+@pytest.mark.slow
+def test_lora_under_zero3_saves_the_gathered_adapter_and_merged_model(runs):
+    """Under ZeRO-3 the adapter and the merge read gathered parameters: the adapter is not the empty
+    one that a save of partitioned shards writes, and both match the run without DeepSpeed."""
+    run, _ = runs["lora_zero3"]
+    plain, _ = runs["lora_plain"]
+    ours, theirs = th.summary(run), th.summary(plain)
+    for h, t in zip(ours["history"], theirs["history"], strict=True):
+        assert h["loss"] == pytest.approx(t["loss"], abs=1e-4)
+    assert ours["trainable_parameters"] == theirs["trainable_parameters"] < ours["total_parameters"] // 10
+    assert ours["total_parameters"] == theirs["total_parameters"]
+    adapter, plain_adapter = (th.weights(f"{r['output_dir']}/adapter") for r in (run, plain))
+    assert all(t.size > 0 for t in adapter.values())
+    assert th.max_abs_diff(adapter, plain_adapter) < 1e-5
+    merged, initial = th.weights(run["output_dir"]), th.weights(runs["inputs"]["model"])
+    assert th.max_abs_diff(merged, th.weights(plain["output_dir"])) < 1e-5
+    moved = {k for k in initial if k in merged and th.max_abs_diff({k: merged[k]}, {k: initial[k]}) > 0}
+    assert moved and all("proj" in k for k in moved)  # the merged LoRA deltas: linear layers only

@@ -133,8 +133,8 @@ def output_loss_job(inputs, out, **fields) -> list[str]:
 def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
     inputs = tiny_inputs(tmp_path_factory)
     out = tmp_path / "output_loss.json"
-    subprocess.run(output_loss_job(inputs, out, limit=5, token_budget=300), cwd=REPO, env=train_env(), check=True,
-                   capture_output=True)
+    subprocess.run(output_loss_job(inputs, out, limit=5, token_budget=300, reference=str(inputs["record"])), cwd=REPO,
+                   env=train_env(), check=True, capture_output=True)
     result = json.loads(out.read_text())
     assert result["benchmark"] == "output_loss" and len(result["train"]["losses"]) == 5
     from transformers import AutoModelForCausalLM
@@ -152,6 +152,7 @@ def test_output_loss_matches_a_direct_computation(tmp_path_factory, tmp_path):
         mask = torch.tensor(it_weights(roles)[1:] > 0)
         assert result["train"]["losses"][i] == pytest.approx(nll[mask].mean().item(), rel=1e-4)
     assert result["heldout"]["mean"] == pytest.approx(np.mean([result["train"]["losses"][i] for i in with_output]))
+    assert result["reference"]["losses"] == result["heldout"]["losses"]  # the same record, a third split
 
 
 def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
@@ -166,13 +167,19 @@ def test_output_loss_needs_a_model_directory(tmp_path_factory, tmp_path):
 
 def _results(tmp_path):
     files = {
-        "mmlu": {"benchmark": "mmlu", "status": "scored", "value": 0.40},
-        "piqa": {"benchmark": "piqa", "status": "scored", "value": 0.60},
-        "hellaswag": {"benchmark": "hellaswag", "status": "not_shipped", "value": None, "reason": "no local data"},
-        "humaneval": {"benchmark": "humaneval", "status": "scored", "value": 0.05},
-        "mt_bench": {"benchmark": "mt_bench", "value": 3.5, "n_unparseable": 2},
-        "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "value": 25.0, "lc_win_rate": None, "avg_length": 120.0},
-        "output_loss": {"benchmark": "output_loss", "value": 1.2, "train": {"mean": 1.0}, "heldout": {"mean": 1.2}},
+        "mmlu": {"benchmark": "mmlu", "kind": "lm_eval", "status": "scored", "value": 0.40, "metric": "acc,none"},
+        "piqa": {"benchmark": "piqa", "kind": "lm_eval", "status": "scored", "value": 0.60, "metric": "acc_norm,none"},
+        "hellaswag": {"benchmark": "hellaswag", "kind": "lm_eval", "status": "not_shipped", "value": None,
+                      "metric": "acc_norm,none", "reason": "no local data"},
+        "humaneval": {"benchmark": "humaneval", "kind": "generation", "status": "scored", "value": 0.05,
+                      "metric": "pass@1"},
+        "mt_bench": {"benchmark": "mt_bench", "kind": "judge", "status": "scored", "value": 3.5, "metric": "score",
+                     "n_unparseable": 2},
+        "alpaca_eval_1": {"benchmark": "alpaca_eval_1", "kind": "judge", "status": "scored", "value": 25.0,
+                          "metric": "win_rate", "lc_win_rate": None, "avg_length": 120.0},
+        "output_loss": {"benchmark": "output_loss", "kind": "loss", "status": "scored", "value": 1.2,
+                        "metric": "loss", "train": {"mean": 1.0}, "heldout": {"mean": 1.2},
+                        "reference": {"mean": 2.5}},
     }
     paths = []
     for name, data in files.items():
@@ -196,14 +203,19 @@ def test_summary_lists_not_shipped_and_judged(tmp_path):
     assert summary["unparseable_verdicts"] == {"mt_bench": 2} and summary["judge_label"] == "demo-judge"
     assert summary["provenance"]["packages"]["torch"] == torch.__version__
     assert "gpus" not in summary["provenance"]  # no model runs in a summary job: torch is not imported
-    rows = eval_summary.long_rows([summary])
-    assert ("r1", "MT-Bench", "score", 3.5, "") in rows
-    assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "") in rows
-    assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "") in rows
-    assert ("r1", "HellaSwag", "acc_norm,none", None, "") in rows
+    rows = eval_summary.long_rows([summary], {"r1": 3})
+    assert ("r1", "MT-Bench", "score", 3.5, "", 3) in rows
+    assert ("r1", "AlpacaEval 1.0", "lc_win_rate", None, "", 3) in rows
+    assert ("r1", "Output loss (held-out)", "mean_per_example_loss", 1.2, "", 3) in rows
+    assert ("r1", "Output loss (reference answers)", "mean_per_example_loss", 2.5, "", 3) in rows
+    no_reference = eval_summary._extra_rows("output_loss", {"train": None, "heldout": {"mean": 1.2}})
+    assert [r[0] for r in no_reference] == ["Output loss (train)", "Output loss (held-out)"]
+    assert ("r1", "HellaSwag", "acc_norm,none", None, "", 3) in rows
     assert ("r1", "Understanding & Knowledge", "category_mean", pytest.approx(50.0),
-            "partial: 2 of 5 tasks (mmlu, piqa)") in rows
+            "partial: 2 of 5 tasks (mmlu, piqa)", 3) in rows
     (mean,) = [r for r in rows if r[1] == aggregate.MEAN_NAME]
+    with pytest.raises(ValueError, match="no seed given"):
+        eval_summary.long_rows([summary], {})
     assert mean[4] == "partial: 2 of 6 categories, some of them partial"
     strict = eval_summary.summarize_target("r1", [json.loads(p.read_text()) for p in _results(tmp_path)],
                                            allow_partial=False, judge_label="x")
@@ -222,3 +234,7 @@ def test_summary_rejects_a_bad_result_file(tmp_path):
     proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
                            "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and "field 'benchmark' is 'mmlu_typo'" in proc.stderr
+    bad.write_text('{"benchmark": "mmlu", "kind": "lm_eval", "status": "scored", "value": NaN, "metric": "acc"}')
+    proc = subprocess.run([sys.executable, "workflow_scripts/eval_summary.py", "summary", "--target", "r",
+                           "--output", str(out), str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and f"{bad}: field 'value' is nan, not a finite number or null" in proc.stderr

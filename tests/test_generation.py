@@ -70,6 +70,27 @@ def test_prompt_ids_are_the_training_ids(generator, sp_backend: SentencePieceBac
         assert ids == train_ids[:len(ids)]
 
 
+@pytest.mark.parametrize("template", ["resources/chat_templates/tulu.jinja",
+                                      "tests/fixtures/chat_templates/llama3_1_style.jinja"])
+def test_chat_template_prompt_ids_are_the_training_ids(tiny_model, template):
+    """With a chat template, a conversation's prompt is the template's generation prompt, token for token the
+    training record's prefix (one BOS, the template's); a raw prompt (HumanEval) gets that BOS too."""
+    from imrepro.data.role_record import build_role_record
+    from imrepro.data.token_backends import TokenizerSpec, load_backend
+
+    path = str(REPO / template)
+    chat = load_generator(tiny_model, backend="hf", progress=False, tokenizer_model=LLAMA2_TOKENIZER,
+                          chat_template=path)
+    examples = load_messages_jsonl(SHIPPED["lima"])[:10]
+    record = build_role_record(examples, load_backend(TokenizerSpec("t", "sentencepiece", str(LLAMA2_TOKENIZER),
+                                                                    chat_template=path)), None, progress=False)
+    prompts = [chat.chat_prompt(example["messages"][:1]) for example in examples]
+    for i, ids in enumerate(chat.encode(prompts)):
+        assert ids == record.example(i)[0][:len(ids)].tolist() and ids[1] != ids[0] == chat.sp.bos_id
+    raw = chat.encode(["def add(a, b):"])[0]
+    assert raw[0] == chat.sp.bos_id and raw[1] != raw[0]
+
+
 def test_hf_tokenizer_prompts_get_a_bos(tiny_model):
     plain = load_generator(tiny_model, backend="hf", progress=False)
     ids = plain.encode(PROMPTS[:2])
@@ -383,6 +404,7 @@ class RecordingGenerator:
     """Stands in for a Generator: records prompts and sampling, answers 'A<k>'."""
 
     backend_name, n_truncated = "fake", 0
+    chat_prompt = staticmethod(chat_prompt)  # the Tulu format, as a Generator without a chat template
 
     def __init__(self):
         self.calls = []

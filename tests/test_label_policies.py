@@ -185,6 +185,11 @@ def test_weighted(backend):
     np.testing.assert_array_equal(half[it > 0], 1.0)
     np.testing.assert_array_equal(half[(im > 0) & (it == 0)], 0.5)
     np.testing.assert_array_equal(half[im == 0], 0.0)
+    both = label_weights("weighted", roles, 0.2, 0.7)  # lambda_p, lambda_r (WIT)
+    np.testing.assert_array_equal(both[it > 0], np.float32(0.7))
+    np.testing.assert_array_equal(both[(im > 0) & (it == 0)], np.float32(0.2))
+    np.testing.assert_array_equal(both[im == 0], 0.0)
+    np.testing.assert_array_equal(label_weights("weighted", roles, 1.0, 0.0) > 0, (im > 0) & (it == 0))
 
 
 def test_truncation(backend):
@@ -220,6 +225,10 @@ def test_bad_arguments():
     roles = np.array([Role.BOS, Role.USER_HEADER], np.uint8)
     with pytest.raises(ValueError, match="unknown"):
         label_weights("nope", roles)
+    with pytest.raises(ValueError, match="response_weight must be in"):
+        label_weights("weighted", roles, 0.5, 1.2)
+    with pytest.raises(ValueError, match="trains responses at weight 1"):
+        label_weights("it", roles, None, 0.5)
     with pytest.raises(ValueError, match="prompt_weight"):
         label_weights("weighted", roles)
     with pytest.raises(ValueError, match="prompt_weight"):

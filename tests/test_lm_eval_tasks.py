@@ -285,6 +285,11 @@ def _check_scored(result: dict, key: str, limit: int) -> None:
     assert result["value"] == expected
     assert all(n["effective"] == limit for n in result["n_samples"].values())
     assert set(result["versions"]) >= {"lm_eval", "transformers"}
+    # log_samples: one item per document (and the metric's filter), their mean is the value
+    items = result["items"]
+    assert len(items) == sum(n["effective"] for n in result["n_samples"].values())
+    assert sum(i["score"] for i in items) / len(items) == pytest.approx(100 * result["value"])
+    assert all(i["doc_hash"] and i["filter"] == result["metric"].split(",")[1] for i in items)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from imrepro.data.chat_format import Role
 from imrepro.train.label_policies import weights_to_labels
-from imrepro.train.loss import loss_numerator, loss_parts, step_denominator, token_nll
+from imrepro.train.loss import WEIGHT_NORMALISATIONS, loss_numerator, loss_parts, step_denominator, token_nll
 from imrepro.train.packing import Example, collate_packed, collate_padded, model_inputs, plan_packs
 
 VOCAB = 512
@@ -33,12 +33,14 @@ def chat_roles(n_prompt: int, n_response: int) -> np.ndarray:
     return np.concatenate([np.full(n, role, np.uint8) for role, n in parts])
 
 
-def make_examples(policy: str, prompt_weight: float | None = None, seed: int = 0) -> list[Example]:
+def make_examples(policy: str, prompt_weight: float | None = None, response_weight: float = 1.0,
+                  seed: int = 0) -> list[Example]:
     rng = np.random.default_rng(seed)
     out = []
     for n_prompt, n_response in LENGTHS:
         roles = chat_roles(n_prompt, n_response)
-        out.append(Example.from_roles(rng.integers(1, VOCAB, len(roles)), roles, policy, prompt_weight))
+        out.append(Example.from_roles(rng.integers(1, VOCAB, len(roles)), roles, policy, prompt_weight,
+                                      response_weight))
     return out
 
 
@@ -47,18 +49,18 @@ def model(request):
     return tiny_llama(request.param)
 
 
-def micro_batch_numerator(model, batch, normalisation):
+def micro_batch_numerator(model, batch, normalisation, weight_normalisation="sum"):
     logits = model(**model_inputs(batch, model.config._attn_implementation)).logits
     nll = token_nll(logits, batch.input_ids)
-    return loss_numerator(nll, batch.weights, batch.example_index, normalisation)
+    return loss_numerator(nll, batch.weights, batch.example_index, normalisation, weight_normalisation)
 
 
-def step_loss_and_grad(model, batches, denominator, normalisation):
+def step_loss_and_grad(model, batches, denominator, normalisation, weight_normalisation="sum"):
     """Accumulate numerator / denominator over micro-batches, as the trainer does."""
     model.zero_grad(set_to_none=True)
     total = 0.0
     for batch in batches:
-        loss = micro_batch_numerator(model, batch, normalisation) / denominator
+        loss = micro_batch_numerator(model, batch, normalisation, weight_normalisation) / denominator
         loss.backward()
         total += loss.item()
     grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
@@ -209,3 +211,59 @@ def test_sequence_mean_with_fractional_weights(model):
     batch = collate_packed(examples)
     loss = micro_batch_numerator(model, batch, "sequence_mean") / len(examples)
     assert loss.item() == pytest.approx(np.mean(per_example), abs=1e-5)
+
+
+# --- weight normalisation: sum of weights or count of weighted tokens --------------------------
+
+
+def _collate(examples, packed):
+    return collate_packed(examples) if packed else collate_padded(examples, PAD_ID)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("weight_normalisation", WEIGHT_NORMALISATIONS)
+@pytest.mark.parametrize("normalisation", NORMALISATIONS)
+@pytest.mark.parametrize(("policy", "weights"), [("it", (0.0, 1.0)), ("im", (1.0, 1.0))])
+def test_weighted_endpoints_give_it_and_im_losses_and_gradients_exactly(model, policy, weights, normalisation,
+                                                                       weight_normalisation, packed):
+    """weighted (0, 1) = it and (1, 1) = im, bit for bit, under both normalisations of each kind, packed
+    and padded (the default ``sum`` path is the code before ``weight_normalisation`` existed)."""
+    today = make_examples(policy)
+    weighted = make_examples("weighted", *weights)
+    denominator = step_denominator([e.weights for e in today], normalisation)
+    assert step_denominator([e.weights for e in weighted], normalisation, weight_normalisation) == denominator
+    loss, grad = step_loss_and_grad(model, [_collate(today, packed)], denominator, normalisation)
+    w_loss, w_grad = step_loss_and_grad(model, [_collate(weighted, packed)], denominator, normalisation,
+                                        weight_normalisation)
+    assert w_loss == loss
+    assert torch.equal(w_grad, grad)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("normalisation", NORMALISATIONS)
+def test_count_divides_by_the_weighted_tokens(model, normalisation):
+    """count: sum w nll over the number of tokens with w > 0 (per example under sequence_mean, per step
+    under token_global); sum: over the sum of w. Packed and padded agree."""
+    examples = make_examples("weighted", prompt_weight=0.1, response_weight=0.6)
+    nlls = []
+    for e in examples:
+        ids = torch.from_numpy(e.input_ids)[None]
+        nlls.append(token_nll(model(input_ids=ids).logits, ids)[0].numpy().astype(np.float64))
+    sums = [float(np.dot(nll, e.weights)) for nll, e in zip(nlls, examples, strict=True)]
+    expected = {}
+    for kind, divisor in (("sum", lambda w: float(w.sum())), ("count", lambda w: float(np.count_nonzero(w)))):
+        if normalisation == "token_global":
+            expected[kind] = sum(sums) / sum(divisor(e.weights) for e in examples)
+        else:
+            expected[kind] = float(np.mean([x / divisor(e.weights) for x, e in zip(sums, examples, strict=True)]))
+    assert expected["count"] < expected["sum"]  # weights below 1: more tokens than weight
+    for kind in WEIGHT_NORMALISATIONS:
+        denominator = step_denominator([e.weights for e in examples], normalisation, kind)
+        for packed in (True, False):
+            loss = micro_batch_numerator(model, _collate(examples, packed), normalisation, kind) / denominator
+            assert loss.item() == pytest.approx(expected[kind], rel=1e-5)
+
+
+def test_unknown_weight_normalisation_is_an_error():
+    with pytest.raises(ValueError, match="unknown weight normalisation 'mean'"):
+        step_denominator([np.ones(3, np.float32)], "sequence_mean", "mean")

@@ -16,6 +16,8 @@ from imrepro.catalogue import FIGURES, TABLE_STEMS
 DEMO_CONFIG = REPO / "profiles" / "demo" / "demo_config.yaml"
 RUN_IT, RUN_IM = "demo_llama__lima_head64__it__ep2", "demo_llama__lima_head64__im_seed__ep2"
 BASE = "base__demo_llama"
+COMPARISON_COLUMNS = ("comparison", "model", "dataset", "benchmark", "metric", "n_items", "delta", "ci_low", "ci_high",
+                      "p_value", "p_holm", "n_seeds")
 BENCHMARKS = ["piqa", "hellaswag", "humaneval", "mt_bench", "alpaca_eval_1", "alpaca_eval_2", "regen_bleu",
               "output_loss"]
 OVERLAY = f"""
@@ -75,7 +77,9 @@ def test_every_benchmark_kind_is_scored_for_every_model(pipeline):
     with open(pipeline / "results" / "tables" / "eval_long.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["run"] for r in rows} == {RUN_IT, RUN_IM, BASE}
-    assert list(rows[0]) == ["run", "benchmark", "metric", "value", "note"]
+    assert list(rows[0]) == ["run", "benchmark", "metric", "value", "note", "seed"]
+    assert {r["seed"] for r in rows if r["run"] == RUN_IT} == {"42"}  # training.seed: no seeds axis
+    assert {r["seed"] for r in rows if r["run"] == BASE} == {""}
 
 
 @pytest.mark.slow
@@ -86,6 +90,14 @@ def test_tables_figures_and_report(pipeline):
     for figure in FIGURES:
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
         assert (results / "figures" / f"{figure}.pdf").stat().st_size > 1000
+    with open(results / "tables" / "comparisons.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    assert set(COMPARISON_COLUMNS) <= set(compared[0]) and {r["comparison"] for r in compared} == {"im_seed vs it"}
+    assert {"PIQA", "HumanEval", "MT-Bench", "AlpacaEval 1.0", "AlpacaEval 2.0", "Regeneration BLEU",
+            "Output loss (held-out)", "Understanding & Knowledge", "Mean (18 NLP tasks)"} <= {r["benchmark"]
+                                                                                         for r in compared}
+    assert all(float(r["ci_low"]) <= float(r["ci_high"]) and 0 <= float(r["p_holm"]) <= 1 for r in compared)
+    assert "vs IT" in table1 and "im_seed vs it" in (results / "tables" / "comparisons.md").read_text()
     report = (results / "report.html").read_text(errors="replace")
     assert len(report) > 100_000 and "Table 1" in report
     provenance = json.loads((results / "provenance.json").read_text())
@@ -109,9 +121,9 @@ def test_changing_one_method_reruns_only_its_branch(pipeline):
     jobs = planned(result.stdout)
     assert jobs.pop("train_model") == 1
     per_target = {"lm_eval": 1, "model_outputs": 1, "humaneval": 1, "judge_mt_bench": 1, "judge_alpaca_eval": 2,
-                  "eval_summary": 1}
+                  "eval_summary": 1, "eval_items": 1}
     downstream = {"eval_long_table": 1, "paper_table": len(TABLE_STEMS), "paper_figure": len(FIGURES), "provenance": 1,
-                  "report": 1, "all": 1}
+                  "comparisons": 1, "report": 1, "all": 1}
     jobs.pop("total")
     assert jobs == {**per_target, **downstream}
     outputs = [line for line in result.stdout.splitlines() if line.strip().startswith("output:")]

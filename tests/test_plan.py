@@ -13,7 +13,16 @@ from conftest import REPO, snakemake
 from imrepro import workflow_config as wc
 from imrepro.data.role_record import load_role_record
 from imrepro.eval.catalogue import LM_EVAL_TASKS
-from imrepro.train.cost_plan import TrainJob, job_tokens, optimizer_step_count, paper_table5, record_counts
+from imrepro.train.cost_plan import (
+    TrainJob,
+    flops_factor,
+    job_tokens,
+    optimizer_step_count,
+    paper_table5,
+    plan,
+    record_counts,
+    state_bytes_per_parameter,
+)
 from imrepro.train.schedule import optimizer_steps
 
 DEMO_CONFIG = REPO / "profiles" / "demo" / "demo_config.yaml"
@@ -23,8 +32,10 @@ run_groups:
   tiny:
     models: [demo_llama]
     datasets: [lima_head64, alpagasus_dolly_3k_head64]
-    methods: [it, im_seed]
+    methods: [it, im_seed, it_lora]
 use_run_groups: [tiny]
+methods:
+  it_lora: {labels: it, lora: {}}
 """
 
 
@@ -45,6 +56,21 @@ def test_estimate_from_paper_table5():
         job_tokens(TrainJob("r", "m", "x", 2, 128, 2048, 1, record="/nonexistent.parquet"), table5, 1.5)
 
 
+def test_lora_costs_less_compute_and_memory():
+    """(4 + 2c) / (6 + 2c) of full fine-tuning's FLOPs: no weight gradients for the frozen model."""
+    spec = {"r": 8, "load_in_4bit": False}
+    assert flops_factor(None, True) == flops_factor(None, False) == 1.0
+    assert flops_factor(spec, True) == 6 / 8 and flops_factor(spec, False) == 4 / 6
+    assert state_bytes_per_parameter(None) == 16 > state_bytes_per_parameter(spec) == 2
+    assert state_bytes_per_parameter({**spec, "load_in_4bit": True}) == 0.5
+    table5 = paper_table5(REPO / "resources" / "paper" / "paper_results.csv")
+    throughput = {"source": "test", "models": {"m": "7b"}, "tokens_per_s_per_gpu": {"7b": {"h100": 1000.0}}}
+    jobs = [TrainJob(f"r{i}", "m", "lima", 2, 128, 2048, 1, record="/nonexistent.parquet", paper_name="LIMA",
+                     lora=lora, gradient_checkpointing=False) for i, lora in enumerate((None, spec))]
+    full, adapter = plan(jobs, throughput, "h100", 1.5, table5, {})["train"]
+    assert adapter["gpu_hours"] == pytest.approx(full["gpu_hours"] * 2 / 3)
+
+
 @pytest.fixture(scope="module")
 def demo_plan(tmp_path_factory) -> Path:
     """The demo's role records built for real, then `snakemake plan` on them."""
@@ -63,7 +89,7 @@ def test_demo_plan_counts_are_the_trainers(demo_plan):
     from imrepro.train.trainer import build_training_data
 
     plan = json.loads((demo_plan / "results" / "plan" / "plan.json").read_text())
-    assert len(plan["train"]) == 4 and plan["totals"]["jobs_without_rate"] == 0
+    assert len(plan["train"]) == 6 and plan["totals"]["jobs_without_rate"] == 0
     for row in plan["train"]:
         record = load_role_record(demo_plan / row["record"])
         data = build_training_data(record, "it", None)
@@ -71,7 +97,11 @@ def test_demo_plan_counts_are_the_trainers(demo_plan):
         assert row["examples"] == len(data.examples) == record_counts(demo_plan / row["record"])[0]
         assert row["tokens_per_epoch"] == sum(len(e.input_ids) for e in data.examples)
         assert row["optimizer_steps"] == len(optimizer_steps(len(data.examples), 16, row["epochs"], 42))
-        assert row["gpu_hours"] == pytest.approx(row["tokens_per_epoch"] * row["epochs"]
+        lora = "__it_lora__" in row["run_id"]
+        assert row["lora"] == ({"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear",
+                                "modules_to_save": [], "load_in_4bit": False} if lora else None)  # schema defaults
+        assert row["flops_factor"] == (4 / 6 if lora else 1.0)  # the demo trains without gradient checkpointing
+        assert row["gpu_hours"] == pytest.approx(row["tokens_per_epoch"] * row["epochs"] * row["flops_factor"]
                                                  / row["tokens_per_s_per_gpu"] / 3600)
     assert "GPU-hours" in (demo_plan / "results" / "plan" / "plan.md").read_text()
 

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imrepro.catalogue import COMPARISON_FIGURES
 from imrepro.eval.aggregate import CATEGORIES, MEAN_NAME
 from imrepro.report import figures, tables
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs, name_key
 
 REPO = Path(__file__).resolve().parents[1]
+NOT_IN_PAPER = COMPARISON_FIGURES  # our figures beyond the paper's
 PAPER_CSV = REPO / "resources" / "paper" / "paper_results.csv"
 SCRIPTS = REPO / "workflow_scripts"
 RUN_FIELDS = ["run", "model", "model_paper_name", "dataset", "dataset_paper_name", "method", "method_paper_name",
@@ -45,13 +47,13 @@ def _scores(run: str, seed: int) -> list[tuple]:
 
 
 def write_inputs(tmp_path: Path, runs: list[dict], overrides: dict | None = None,
-                 notes: dict | None = None) -> dict[str, Path]:
+                 notes: dict | None = None, fields: list[str] = RUN_FIELDS) -> dict[str, Path]:
     """runs.csv and eval_long.csv; ``overrides``: {(run, benchmark, metric): value or None}; ``notes``:
     {(run, benchmark, metric): note}, written as a fifth column ``note`` when given (else the old 4 columns)."""
     overrides = overrides or {}
     paths = {"runs": tmp_path / "runs.csv", "eval_long": tmp_path / "eval_long.csv"}
     with open(paths["runs"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(runs)
     rows = [row for i, run in enumerate(runs) for row in _scores(run["run"], i)]
@@ -231,7 +233,7 @@ def test_partial_note_marks_the_cell_adds_the_footnote_and_reaches_the_csv(tmp_p
 
     csv_path, _ = tables.write_table(rows, spec, tmp_path / "out")
     written = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    assert list(written.columns) == list(tables.LONG_COLUMNS) and written.columns[-1] == "note"
+    assert list(written.columns) == list(tables.LONG_COLUMNS) and "note" in written.columns
     noted = written[written["note"] != ""]
     assert sorted(zip(noted["run"], noted["benchmark"], noted["note"], strict=True)) == sorted(
         (r, b, n) for (r, b, _), n in notes.items())
@@ -329,6 +331,14 @@ def test_fig2_gain_points_and_fit(figure_inputs):
     assert "set_r0.5" not in set(points["dataset"]) and len(skipped) == 1
 
 
+def test_fig2_size_study_is_the_declared_subset_family(figure_inputs):
+    """With runs.csv's subset_family the size study is what the config declared, whatever the dataset key."""
+    runs = figure_inputs.runs.assign(subset_family=["size" if d.startswith("set_r8") else ""
+                                                    for d in figure_inputs.runs["dataset"]])
+    points, _ = figures.gain_points(figures.Inputs(figure_inputs.eval_long, runs, figure_inputs.paper))
+    assert set(points.loc[points["size_study"], "dataset"]) == {"set_r8.0"}
+
+
 def _texts(fig) -> str:
     found = [fig._suptitle.get_text()] if fig._suptitle else []
     for ax in fig.axes:
@@ -355,10 +365,15 @@ def test_every_figure_with_data_and_without_runs(name, figure_inputs, tmp_path):
     runs, _ = _figure_runs()
     loss_runs = [r for r in runs if r["dataset"] == "set_r0.1" and r["epochs"] == 2]
     figure_inputs.losses = figures.load_losses(_losses(tmp_path, loss_runs))
+    if name == "forest":
+        from test_comparisons import comparisons_frame
+
+        figure_inputs.comparisons = comparisons_frame(tmp_path)
     fig = figures.make_figure(name, figure_inputs)
     text = _texts(fig)
     assert "DEMO-SCALE numbers: synthetic" in text
-    if name not in ("fig1", "fig5"):  # no Table 1 training set, no 13B/OPT run in the synthetic runs: they say so
+    if name not in ("fig1", "fig5", "fig_sweep", "fig_weight_grid"):  # no Table 1 training set, no 13B/OPT run, no
+        # sweep in the synthetic runs: they say so (sweeps: tests/test_sweep_figures.py)
         assert "not run in this configuration" not in text, text
     if name == "fig2":
         assert "ours: y = 10.00 ln(x) + 30.00" in text and "paper: y = 18.85 ln(x) + 25.83" in text
@@ -442,7 +457,10 @@ def test_report_caption_names_the_paper_item_and_renders(name):
 
     text = (REPO / "report" / "captions" / f"{name}.rst").read_text()
     number = name.removeprefix("table").removeprefix("fig")
-    assert f"**{'Table' if name.startswith('table') else 'Figure'} {number}**" in text
+    if name in NOT_IN_PAPER:
+        assert text.startswith("Not in Shi et al.")
+    else:
+        assert f"**{'Table' if name.startswith('table') else 'Figure'} {number}**" in text
 
     class Snakemake:  # what Snakemake passes to a caption template
         params = type("Params", (), {"label": "DEMO-SCALE numbers"})()
@@ -528,3 +546,39 @@ def test_long_label_and_point_labels_stay_inside_the_figure(name, figure_inputs)
     for legend in fig.legends:  # one legend below the panels, covering none of them
         box = legend.get_window_extent(renderer)
         assert _inside(box, fig.bbox) and not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+
+
+DECLARED = {"it": ("it", "", ""), "im_seed": ("im_seed", "", ""), "im": ("im", "", ""),
+            "neftune": ("it", "5.0", ""), "it_kl_0.1": ("it", "", "0.1"), "": ("", "", "")}
+
+
+def _with_declared_attributes(tmp_path: Path, rename: bool):
+    """MAIN_RUNS as runs.csv writes them now (labels, NEFTune, KL, swept); ``rename``: every method's
+    paper_name replaced."""
+    runs = []
+    for run in MAIN_RUNS:
+        labels, alpha, kl = DECLARED[run["method"]]
+        runs.append({**run, "labels": labels, "neftune_alpha": alpha, "kl_lambda": kl, "swept": "",
+                     "method_paper_name": f"Renamed {run['method']}" if rename and run["method"] else
+                     run["method_paper_name"]})
+    fields = [*RUN_FIELDS, "labels", "neftune_alpha", "kl_lambda", "swept"]
+    (tmp_path / ("renamed" if rename else "as_is")).mkdir()
+    paths = write_inputs(tmp_path / ("renamed" if rename else "as_is"), runs, fields=fields)
+    return load_eval_long(paths["eval_long"]), load_runs(paths["runs"]), load_paper(PAPER_CSV)
+
+
+def test_renaming_a_paper_name_drops_no_row(tmp_path):
+    """Tables and figures find the paper's arms by the runs' declared attributes (labels policy, NEFTune,
+    KL), not by method_paper_name: renaming every method keeps every row, value and paper match."""
+    as_is, renamed = _with_declared_attributes(tmp_path, False), _with_declared_attributes(tmp_path, True)
+    assert list(renamed[1]["arm"]) == list(as_is[1]["arm"]) == [
+        "", "IT", "IM", "IM (Eq. 4)", "NEFTune", "IT", "NEFTune", "IT w/ KL (lambda=0.1)"]
+    for key in ("table1", "table2", "table7"):
+        strip = [{k: v for k, v in row.items() if k != "method"}
+                 for row in tables.build_table(tables.TABLES[key], *as_is)]
+        renamed_rows = tables.build_table(tables.TABLES[key], *renamed)
+        assert strip == [{k: v for k, v in row.items() if k != "method"} for row in renamed_rows], key
+        assert any(row["status"] == "ok" and row["run"] for row in renamed_rows), key
+    before, after = figures.method_values(figures.Inputs(*as_is), MEAN_NAME, "mean_of_6_categories"), \
+        figures.method_values(figures.Inputs(*renamed), MEAN_NAME, "mean_of_6_categories")
+    assert list(after["run"]) == list(before["run"]) and len(after) == 4

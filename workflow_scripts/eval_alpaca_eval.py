@@ -26,6 +26,7 @@ from imrepro.core.cli import run_main
 from imrepro.eval.judge import alpaca_eval_judge as ae
 from imrepro.eval.judge.client import JudgeError, JudgeResponseError
 from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
+from imrepro.eval.result_record import BenchmarkResult
 
 log = logging.getLogger("eval_alpaca_eval")
 REPORTED = ("win_rate", "standard_error", "lc_win_rate", "lc_standard_error", "lc_note", "discrete_win_rate",
@@ -72,14 +73,13 @@ def main() -> None:
 
     with atomic_path(args.annotations_output) as tmp:
         annotations.to_json(tmp, orient="records", indent=2, force_ascii=False)
-    result = {"benchmark": f"alpaca_eval_{args.version}", "kind": "judge", "status": "scored",
-              "value": row.get("win_rate"), **{key: row.get(key) for key in REPORTED},
-              "n_invalid_responses": completions.n_invalid, "reference": ae.REFERENCES[args.version],
-              "annotator_config": ae.ANNOTATORS[args.version], "generator": row["generator"], "judge": judge.info}
-    with atomic_path(args.output) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = BenchmarkResult(f"alpaca_eval_{args.version}", "judge", row.get("win_rate"), "win_rate", details={
+        **{key: row.get(key) for key in REPORTED}, "n_invalid_responses": completions.n_invalid,
+        "reference": ae.REFERENCES[args.version], "annotator_config": ae.ANNOTATORS[args.version],
+        "generator": row["generator"], "judge": judge.info})
+    result.write(args.output, indent=2)
     log.info("AlpacaEval %d.0 win rate %s (LC %s) over %d verdicts, %d unparseable; judge %s", args.version,
-             result["value"], result["lc_win_rate"], result["n_total"], result["n_unparseable"], judge.info["label"])
+             result.value, row.get("lc_win_rate"), row.get("n_total"), row.get("n_unparseable"), judge.info["label"])
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
 from imrepro.core.jsonl import iter_jsonl, write_jsonl
 from imrepro.eval import humaneval
+from imrepro.eval.result_record import BenchmarkResult
 
 log = logging.getLogger("eval_humaneval")
 
@@ -71,18 +71,16 @@ def main() -> None:
     best = humaneval.best_of_temperatures(scores)
 
     write_jsonl(args.samples_output, sample_rows)
-    result = {
-        "benchmark": "humaneval", "kind": "generation", "status": "scored",
-        "value": best["pass@1"], "metric": "pass@1 (best of temperatures, fraction)",
+    metric = "pass@1 (best of temperatures, fraction)"
+    result = BenchmarkResult("humaneval", "generation", best["pass@1"], metric, details={
         "by_temperature": by_temperature, "best_temperature": best["temperature"],
         "n_samples": generated["n_samples"], "n_problems": len(problems), "limit": generated["limit"],
         "n_empty": generated["n_empty"], "top_p": generated["top_p"], "max_new_tokens": generated["max_new_tokens"],
         "stop": generated["stop"], "n_truncated_prompts": generated["n_truncated_prompts"],
         "isolation": sorted({s.isolation for s in scores.values()}), "timeout_seconds": args.timeout,
         "backend": generated["backend"], "model": stats["model"],
-    }
-    with atomic_open(args.output) as out:
-        json.dump(result, out, indent=2)
+    })
+    result.write(args.output, indent=2)
     log.info("pass@1 %.4f at T=%s (%d problems x %d samples, %d empty)", best["pass@1"], best["temperature"],
              len(problems), generated["n_samples"], generated["n_empty"])
 

@@ -12,19 +12,19 @@ Output: one JSON per task, <output-dir>/<task key>.json (lm_eval_tasks.result_pa
 results/eval/<model>/<task>.json):
 benchmark, kind ("lm_eval"), status ("scored" | "not_shipped"), value (the paper's fraction, TaskSpec scale
 applied; null if not shipped), metric, source, lm_eval_task, num_fewshot, limit, n_samples, model, versions,
-results (lm-eval's per-task/group rows); scored tasks add n_shot, device, dtype and, for local tasks that differ
-from the harness, note; not_shipped adds reason.
+results (lm-eval's per-task/group rows); scored tasks add n_shot, device, dtype, lm_eval_stderr (lm-eval's own
+standard error of value), items (the per-document scores, imrepro.eval.result_record.ItemScore) and, for local
+tasks that differ from the harness, note; not_shipped adds reason.
 """
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
-from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
 from imrepro.eval.lm_eval_tasks import SOURCES, SPECS, evaluate_tasks, result_path
+from imrepro.eval.result_record import write_result
 
 
 def _batch_size(text: str):
@@ -70,9 +70,7 @@ def main() -> None:
                              gen_kwargs=args.gen_kwargs)
     log = logging.getLogger("eval_lm_eval")
     for key, result in results.items():
-        with atomic_open(result_path(args.output_dir, key)) as handle:
-            json.dump(result, handle, indent=1, allow_nan=False)
-            handle.write("\n")
+        write_result(result_path(args.output_dir, key), result)
         if result["status"] == "scored":
             log.info("%s (%s): %s = %.4f", key, result["lm_eval_task"], result["metric"], result["value"])
         else:

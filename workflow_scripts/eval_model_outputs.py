@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--jobs", required=True, help="JSON object: benchmark -> settings")
     parser.add_argument("--tokenizer-model", type=Path,
                         help="SentencePiece file the model was trained with (prompt ids as in training)")
+    parser.add_argument("--chat-template",
+                        help="'model' or a .jinja file: prompt conversations in that chat template, as training")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per generate call")
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
@@ -59,7 +61,8 @@ def main() -> None:
         raise FileNotFoundError(f"{args.tokenizer_model}: SentencePiece tokenizer model not found")
     log.info("%s: %s", args.model_id, ", ".join(jobs))
     stats = run_jobs(args.model, jobs, model_id=args.model_id, backend=args.backend, batch_size=args.batch_size,
-                     precision=args.precision, tokenizer_model=args.tokenizer_model, seed=args.seed)
+                     precision=args.precision, tokenizer_model=args.tokenizer_model,
+                     chat_template=args.chat_template, seed=args.seed)
     with atomic_open(args.stats_output) as out:
         json.dump(stats, out, indent=2)
     for name, stat in stats["benchmarks"].items():

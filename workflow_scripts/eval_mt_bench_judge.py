@@ -24,6 +24,7 @@ from imrepro.core.jsonl import iter_jsonl
 from imrepro.eval.judge import mt_bench
 from imrepro.eval.judge.client import JudgeError, JudgeResponseError
 from imrepro.eval.judge.endpoint import add_judge_arguments, open_judge, positive_int
+from imrepro.eval.result_record import BenchmarkResult
 
 log = logging.getLogger("eval_mt_bench_judge")
 
@@ -91,19 +92,16 @@ def main() -> None:
     with atomic_open(args.judgments_output) as handle:
         for record in records:
             handle.write(json.dumps({"model": model_id, **record}, ensure_ascii=False) + "\n")
-    result = {
-        "benchmark": "mt_bench", "kind": "judge", "status": "scored",
-        "value": summary["overall"], "turn_1": summary["turn_1"], "turn_2": summary["turn_2"],
+    result = BenchmarkResult("mt_bench", "judge", summary["overall"], "score (1-10, mean of both turns)", details={
+        "turn_1": summary["turn_1"], "turn_2": summary["turn_2"],
         "by_category": summary["per_category"], "by_category_turn": summary["per_category_turn"],
         "n_questions": len(questions), "n_judgments": summary["n_judgments"],
         "n_unparseable": summary["n_unparseable"], "n_invalid_responses": summary["n_invalid_responses"],
         "unparseable": summary["unparseable"], "model_id": model_id, "judge": judge.info,
-    }
-    with atomic_open(args.output) as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
+    })
+    result.write(args.output, indent=2)
     log.info("MT-Bench %s: %s over %d judgements (%d unparseable), judge %s", model_id or "",
-             "n/a" if result["value"] is None else f"{result['value']:.3f}", summary["n_judgments"],
+             "n/a" if result.value is None else f"{result.value:.3f}", summary["n_judgments"],
              summary["n_unparseable"], judge.info["label"])
 
 

@@ -2,7 +2,7 @@
 
     eval_summary.py summary --target RUN [--allow-partial] --judge-label L --output results/eval/RUN/summary.json \
         results/eval/RUN/*.json
-    eval_summary.py long --output results/tables/eval_long.csv results/eval/*/summary.json
+    eval_summary.py long --seeds '{"RUN": 1, ...}' --output results/tables/eval_long.csv results/eval/*/summary.json
     eval_summary.py runs --runs '<json rows>' --output results/tables/runs.csv results/data/stats/*.json
 """
 
@@ -17,7 +17,10 @@ from imrepro.eval import aggregate
 from imrepro.eval import summary as eval_summary
 
 RUNS_COLUMNS = ["run", "model", "model_paper_name", "dataset", "dataset_paper_name", "compare_as", "method",
-                "method_paper_name", "epochs", "is_base", "n_examples", "ratio_output_instruction", "judge_label"]
+                "method_paper_name", "epochs", "is_base", "n_examples", "ratio_output_instruction", "judge_label",
+                # the run's axes and declared method settings (imrepro.workflow_config.run_settings)
+                "subset_family", "seed", "seed_draws_data", "swept", "labels", "prompt_weight", "response_weight",
+                "weight_normalisation", "neftune_alpha", "kl_lambda", "learning_rate"]
 
 
 def main() -> None:
@@ -31,6 +34,7 @@ def main() -> None:
     long = sub.add_parser("long")
     runs = sub.add_parser("runs")
     runs.add_argument("--runs", required=True, help="JSON list of run rows (from the workflow's config)")
+    long.add_argument("--seeds", required=True, help="JSON: target id -> training seed (null: a base model)")
     for command in (summary, long, runs):
         command.add_argument("--output", required=True, type=Path)
         command.add_argument("inputs", nargs="*", type=Path)
@@ -44,7 +48,8 @@ def main() -> None:
         aggregate.write_summary(args.output, data)
     elif args.command == "long":
         summaries = [json.loads(path.read_text()) for path in args.inputs]
-        aggregate.write_long_csv(args.output, eval_summary.long_rows(summaries), eval_summary.LONG_COLUMNS)
+        aggregate.write_long_csv(args.output, eval_summary.long_rows(summaries, json.loads(args.seeds)),
+                                 eval_summary.LONG_COLUMNS)
     else:
         stats = {json.loads(p.read_text())["dataset"]: json.loads(p.read_text()) for p in args.inputs}
         rows = []
@@ -55,7 +60,8 @@ def main() -> None:
         import pandas as pd  # only here: the per-model summary jobs do not pay for it
 
         with atomic_open(args.output) as handle:
-            pd.DataFrame(rows, columns=RUNS_COLUMNS).to_csv(handle, index=False)
+            frame = pd.DataFrame(rows, columns=RUNS_COLUMNS).astype({"seed": "Int64"})  # "42", not "42.0"
+            frame.to_csv(handle, index=False)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 
 Figures: fig1 (IT vs IM bars), fig2 (gain of IM over IT vs instruction/output ratio and vs #examples,
 two panels), fig3 (output-loss distributions, needs --loss), fig4 / fig10 / fig11 (NLP mean / AlpacaEval
-1.0 / output length vs epochs), fig5 (IT vs IM for LLaMA-2-13B and OPT-6.7B), fig6 (Tulu V2 fractions).
+1.0 / output length vs epochs), fig5 (IT vs IM for LLaMA-2-13B and OPT-6.7B), fig6 (Tulu V2 fractions),
+fig_sweep (each metric against a swept parameter), fig_weight_grid (the lambda_p x lambda_r heat map),
+forest (paired differences with intervals, needs --comparisons).
 A figure whose runs are missing says so.
 """
 
@@ -17,6 +19,7 @@ import logging
 from pathlib import Path
 
 from imrepro.core.cli import run_main
+from imrepro.report.comparisons import load_comparisons
 from imrepro.report.figures import FIGURES, SIZE_PATTERN, Inputs, load_losses, make_figure, save
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--runs", required=True, type=Path, help="results/tables/runs.csv")
     parser.add_argument("--paper", required=True, type=Path, help="resources/paper/paper_results.csv")
     parser.add_argument("--loss", nargs="*", type=Path, default=[], help="output_loss.json files (fig3)")
+    parser.add_argument("--comparisons", type=Path, help="results/tables/comparisons.csv (forest plot; the sweep "
+                        "figures' intervals)")
     parser.add_argument("--output-png", required=True, type=Path)
     parser.add_argument("--output-pdf", required=True, type=Path)
     parser.add_argument("--label", help="shown under the title, e.g. DEMO-SCALE numbers")
@@ -40,7 +45,8 @@ def main() -> None:
 
     inputs = Inputs(load_eval_long(args.eval_long), load_runs(args.runs), load_paper(args.paper),
                     losses=load_losses(args.loss), label=args.label, model=args.model, epochs=args.epochs,
-                    datasets=args.datasets, size_pattern=args.size_pattern)
+                    datasets=args.datasets, size_pattern=args.size_pattern,
+                    comparisons=load_comparisons(args.comparisons) if args.comparisons else None)
     save(make_figure(args.figure, inputs), args.output_png, args.output_pdf)
     logging.getLogger("make_figure").info("wrote %s and %s", args.output_png, args.output_pdf)
 

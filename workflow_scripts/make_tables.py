@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from imrepro.core.cli import run_main
+from imrepro.report.comparisons import load_comparisons
 from imrepro.report.report_inputs import load_eval_long, load_paper, load_runs
 from imrepro.report.tables import ALL_TABLES, load_table5_stats, make_tables
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--runs", required=True, type=Path, help="results/tables/runs.csv")
     parser.add_argument("--paper", required=True, type=Path, help="resources/paper/paper_results.csv")
     parser.add_argument("--table5", type=Path, help="table5_dataset_stats.csv of the data stage (needed for table5)")
+    parser.add_argument("--comparisons", type=Path, help="comparisons.csv: the 'vs IT' intervals of Tables 1-4, 7")
     parser.add_argument("--outdir", required=True, type=Path)
     parser.add_argument("--label", help="printed at the top of every Markdown table, e.g. DEMO-SCALE numbers")
     parser.add_argument("--tables", nargs="+", choices=ALL_TABLES, default=list(ALL_TABLES))
@@ -45,7 +47,8 @@ def main() -> None:
     eval_long, runs, paper = load_eval_long(args.eval_long), load_runs(args.runs), load_paper(args.paper)
     stats = load_table5_stats(args.table5) if "table5" in args.tables else None
     written = make_tables(args.tables, eval_long, runs, paper, stats, args.outdir, label=args.label,
-                          epochs=args.epochs, dataset_names=dict(args.dataset_name))
+                          epochs=args.epochs, dataset_names=dict(args.dataset_name),
+                          comparisons=load_comparisons(args.comparisons) if args.comparisons else None)
     for path in written:
         logging.getLogger("make_tables").info("wrote %s", path)
 

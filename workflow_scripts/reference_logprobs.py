@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--record", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--token-budget", type=int, required=True, help="tokens per packed micro-batch")
-    parser.add_argument("--precision", choices=["bf16", "fp32"], required=True)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], required=True)
     args = parser.parse_args()
 
     model, attn, device = load_scoring_model(args.model, args.precision)

@@ -1,9 +1,10 @@
 """The real-model study's tables, figure, token shares and docs page (imrepro.report.study).
 
-    python workflow_scripts/study_report.py tables --targets '{"<target>": {"dataset": ..., "arm": ..., "seed": 1}}' \
-        --stats study_lima=results/data/stats/study_lima.json --arm-order IT IM "IM (Eq. 4)" \
+    python workflow_scripts/study_report.py tables \
+        --targets '{"<target>": {"dataset": ..., "arm": "it", "labels": "it", "seed": 1, "label": "IT"}}' \
+        --stats study_lima=results/data/stats/study_lima.json --arm-order it im_authors im \
         --label "STUDY: ..." --output table=results/study/study_table.md --output csv=... (summary, long, png,
-        pdf) results/eval/*/output_loss.json ...
+        pdf; with --curves also curves, curves_csv, curves_png, curves_pdf) results/eval/*/output_loss.json ...
     python workflow_scripts/study_report.py shares --tokenizer results/models/gemma3_270m --max-length 2048 \
         --dataset LIMA=results/data/canonical/lima.jsonl --policy it=it --policy "weighted 0.5=weighted:0.5" \
         --output results/study/token_shares.md
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from imrepro.core.atomic import atomic_open
 from imrepro.core.cli import run_main
-from imrepro.report import study
+from imrepro.report import study, study_curves
 
 log = logging.getLogger("study_report")
 
@@ -32,25 +33,54 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 TABLE_OUTPUTS = ("table", "csv", "summary", "long", "png", "pdf")  # study_table.md/.csv, ..., the figure
+CURVES_OUTPUTS = ("curves", "curves_csv", "curves_png", "curves_pdf")  # study_curves.md/.csv, its figure
 
 
 def tables(args) -> None:
     targets = json.loads(args.targets)
-    ratios = {name: study.instruction_output_ratio(json.loads(Path(path).read_text()))
-              for name, path in args.stats}
+    stats = {name: json.loads(Path(path).read_text()) for name, path in args.stats}
+    ratios = {name: study.instruction_output_ratio(row) for name, row in stats.items()}
     long = study.long_table(args.results, targets)
     if long.empty:
         raise ValueError("no scored study result among the inputs")
     summary = study.summarise(long)
     outputs = dict(args.output)
-    missing = sorted(set(TABLE_OUTPUTS) - set(outputs))
+    needed = TABLE_OUTPUTS + (CURVES_OUTPUTS if args.curves else ())
+    missing = sorted(set(needed) - set(outputs))
     if missing:
-        raise ValueError(f"tables: no --output for {', '.join(missing)} (needs {', '.join(TABLE_OUTPUTS)})")
-    study.write_tables(summary, long, outputs, ratios, args.arm_order, args.label)
+        raise ValueError(f"tables: no --output for {', '.join(missing)} (needs {', '.join(needed)})")
+    verdicts = study.paired_verdict_lines(args.results, targets) or study.verdict_lines(summary)
+    study.write_tables(summary, long, outputs, ratios, args.arm_order, args.label, verdicts)
     fig = study.figure(summary, long, ratios, args.arm_order, args.label)
     for name in ("png", "pdf"):
         study.save_figure(fig, outputs[name])
-    for line in study.verdict_lines(summary):
+    for line in verdicts:
+        log.info("%s", line)
+    if args.curves:
+        write_curves(args, outputs, targets, ratios, {name: int(row["n_examples"]) for name, row in stats.items()})
+
+
+def write_curves(args, outputs: dict, targets: dict, ratios: dict, sizes: dict) -> None:
+    """study_curves.{csv,md} and fig_study_curves.{png,pdf}: the three curves with paired intervals."""
+    from imrepro.report.figures import paper_fig2
+    from imrepro.report.report_inputs import load_paper
+
+    curves = json.loads(args.curves)
+    items = study_curves.item_losses([p for p in args.results if Path(p).name == "output_loss.json"], targets)
+    swept = {t["arm"]: {"label": t["label"], "prompt_weight": t["prompt_weight"]} for t in targets.values()
+             if t.get("prompt_weight") is not None}
+    table = study_curves.curve_table(items, curves, ratios, sizes, swept)
+    with atomic_open(outputs["curves_csv"]) as handle:
+        table.to_csv(handle, index=False)
+    lines = study_curves.reading_lines(table) + study_curves.trend_lines(table)
+    with atomic_open(outputs["curves"]) as handle:
+        handle.write(study_curves.curves_markdown(table) + "\n" + "".join(f"* {line}\n" for line in lines))
+    paper = load_paper(args.paper)
+    fits = {side: paper_fig2(paper, side)[1] for side in ("left", "right")}
+    fig = study_curves.curves_figure(table, fits, args.label)
+    for name in ("curves_png", "curves_pdf"):
+        study.save_figure(fig, outputs[name])
+    for line in lines:
         log.info("%s", line)
 
 
@@ -95,8 +125,10 @@ def main() -> None:
     p.add_argument("--stats", type=_pair, action="append", default=[], help="DATASET=stats JSON")
     p.add_argument("--arm-order", nargs="*", default=[])
     p.add_argument("--label", default="")
+    p.add_argument("--curves", default="", help="JSON: the config's study.curves (none: no curves)")
+    p.add_argument("--paper", type=Path, default=None, help="paper_results.csv (the paper's Fig. 2 fits)")
     p.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=PATH",
-                   help=f"one per output: {', '.join(TABLE_OUTPUTS)}")
+                   help=f"one per output: {', '.join(TABLE_OUTPUTS)} (with --curves: {', '.join(CURVES_OUTPUTS)})")
     p.add_argument("results", nargs="+", help="results/eval/<target>/<benchmark>.json files")
     p.set_defaults(func=tables)
     p = commands.add_parser("shares")

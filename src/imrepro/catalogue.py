@@ -34,8 +34,9 @@ TABLE_STEMS: dict[str, str] = {
 }
 TABLE_OF_STEM: dict[str, str] = {stem: key for key, stem in TABLE_STEMS.items()}
 # results/figures/<name>.{png,pdf}
-FIGURES: tuple[str, ...] = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig10", "fig11")
+FIGURES: tuple[str, ...] = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig10", "fig11", "forest",
+                             "fig_sweep", "fig_weight_grid")  # the last three: not in the paper
+COMPARISON_FIGURES: tuple[str, ...] = ("forest", "fig_sweep", "fig_weight_grid")  # they read comparisons.csv
 
-__all__ = ["ALL_BENCHMARKS", "ALPACA_EVAL_REFERENCE", "ANALYSES", "FIGURES", "JUDGED", "LM_EVAL_TASKS",
-           "NEEDS_TRAINING_SET", "TABLE_OF_STEM", "TABLE_STEMS",
-           "TRAIN_SETTING_KEYS"]
+__all__ = ["ALL_BENCHMARKS", "ALPACA_EVAL_REFERENCE", "ANALYSES", "COMPARISON_FIGURES", "FIGURES", "JUDGED",
+           "LM_EVAL_TASKS", "NEEDS_TRAINING_SET", "TABLE_OF_STEM", "TABLE_STEMS", "TRAIN_SETTING_KEYS"]

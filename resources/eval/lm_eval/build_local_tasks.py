@@ -223,8 +223,15 @@ def build_piqa(b: Builder) -> None:
             for d, y in zip(docs, labels, strict=True)]
     idx = sample(len(full), N_EVAL)
     pool = sample(len(full), N_POOL, seed=SEED + 1, exclude=frozenset(idx))
+    # Then every other validation row in a seeded random order, so that any --limit prefix is a random
+    # sample: the study scores hundreds (paired intervals), the demo and tests the first few as before.
+    rest = [i for i in range(len(full)) if i not in set(idx) | set(pool)]
+    random.Random(SEED + 2).shuffle(rest)
+    idx = idx + rest
     b.data_files["piqa"] = {
-        "validation": b.write("piqa/validation.jsonl", [full[i] for i in idx], [rel, rel_labels], idx, len(full)),
+        "validation": b.write("piqa/validation.jsonl", [full[i] for i in idx], [rel, rel_labels], idx, len(full),
+                              note=f"the first {N_EVAL} rows: a seeded sample (sorted); then the "
+                                   f"{len(rest)} rows outside it and the few-shot pool, in a seeded random order"),
         "train": b.write("piqa/train_fewshot_pool.jsonl", [full[i] for i in pool], [rel, rel_labels], pool, len(full),
                          note="few-shot pool: validation rows outside the eval slice (PIQA train is not shipped)"),
     }
@@ -501,7 +508,7 @@ TASKS_TABLE = (
     ("mmlu", "`imrepro_mmlu` group (`mmlu`, same 4 category subgroups)",
      "8 of 57 subjects x 20 test rows + their 5 dev rows (the 5 shots, `first_n` as in the harness)",
      "subjects: per category the 2 with the shortest 5-shot prompts ({mmlu}), to keep CPU runs short"),
-    ("piqa", "`imrepro_piqa` (`piqa`)", "40 validation",
+    ("piqa", "`imrepro_piqa` (`piqa`)", "1,818 validation (a 40-row sample first; `--limit N`: a random N)",
      "shots (10 in the paper) come from a 20-row pool of other validation rows: PIQA train is not shipped"),
     ("openbookqa", "`imrepro_openbookqa` (`openbookqa`)", "40 test + 20 validation",
      "train not shipped: with shots > 0 the harness' own rule takes them from validation (paper: 0 shots)"),

@@ -33,18 +33,20 @@ def resolve_attn_implementation(requested: str = "auto") -> str:
 
 
 def load_causal_lm(model_dir: str | os.PathLike, *, dtype=None, attn_implementation: str = "auto",
-                   device: str | None = None):
+                   device: str | None = None, quantization_config=None):
     """``(model, attn_implementation)``: ``AutoModelForCausalLM`` from a model directory.
 
     ``dtype``: a torch dtype (default fp32); ``device``: moved there when given (None keeps the
-    model where transformers put it, as DeepSpeed ZeRO-3 needs).
+    model where transformers put it, as DeepSpeed ZeRO-3 needs); ``quantization_config``: e.g.
+    QLoRA's 4-bit one (imrepro.train.lora).
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     path = check_model_dir(model_dir)
     attn = resolve_attn_implementation(attn_implementation)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, attn_implementation=attn)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, attn_implementation=attn,
+                                                 quantization_config=quantization_config)
     if device is not None:
         model = model.to(device)
     return model, attn

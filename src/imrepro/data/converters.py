@@ -132,6 +132,22 @@ def convert_parquet_messages(inputs: list[Path], output: Path) -> int:
     return write_messages_jsonl(examples(), output)
 
 
+@converter("alpaca_eval_outputs")
+def convert_alpaca_eval_outputs(inputs: list[Path], output: Path, *, count: int, seed: int = 42) -> int:
+    """A seeded sample of ``count`` records of an AlpacaEval ``model_outputs.json`` (``[{dataset,
+    instruction, output, generator}]``, e.g. the GPT-4-turbo reference of AlpacaEval 2.0) as
+    single-turn examples, the instruction as the user turn (no template: AlpacaEval sends it as is),
+    the output as the answer; in the file's order, so that output loss can score good answers."""
+    path = _single(inputs, "alpaca_eval_outputs")
+    records = _load_json_list(path, ("dataset", "instruction", "output", "generator"))
+    if count > len(records):
+        raise ValueError(f"alpaca_eval_outputs: asked for {count} records, {path} has {len(records)}")
+    chosen = sorted(random.Random(seed).sample(range(len(records)), k=count))
+    return write_messages_jsonl((make_example(f"alpaca_eval/{records[i]['generator']}", f"alpaca_eval_{i}",
+                                              records[i]["instruction"], records[i]["output"]) for i in chosen),
+                                output)
+
+
 # ---- derived datasets: inputs are canonical JSONL files ----------------------------------
 
 

@@ -1,6 +1,7 @@
 """The tokenised role record: one tokenisation per (dataset, tokenizer, max length).
 
-For every example it stores the token ids of the Tulu-format text and, per token, a
+For every example it stores the token ids of the Tulu-format text (or of the tokenizer's chat
+template, :mod:`imrepro.data.chat_template`) and, per token, a
 :class:`~imrepro.data.chat_format.Role` class. Label policies (IT, IM, seed-IM, weighted) are
 pure functions of the roles, so every training arm sees the identical token stream.
 
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from imrepro.core.atomic import atomic_path
-from imrepro.data.chat_format import Role, render_segments
+from imrepro.data.chat_format import Role, Segment, render_segments
 from imrepro.data.messages import Example
 
 BATCH = 4096  # examples per tokenizer call: large batches amortise thread start-up
@@ -80,9 +81,16 @@ def _segment_table(segments, unit: str) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(sizes, dtype=np.int64), np.array([s.role for s in segments], dtype=np.uint8)
 
 
+def render_example(example: Example, backend, index: int = 0) -> list[Segment]:
+    """The role-labelled text of one example: the back-end's chat template, or the Tulu format."""
+    if backend.template is not None:
+        return backend.template.segments(example["messages"], conversation=str(example.get("id", index)))
+    return render_segments(example["messages"], backend.eos_text)
+
+
 def encode_batch(examples: Sequence[Example], backend, max_length: int | None):
     """Flat ``(input_ids, roles, kept_lengths, full_lengths)`` of a batch of examples."""
-    rendered = [render_segments(ex["messages"], backend.eos_text) for ex in examples]
+    rendered = [render_example(ex, backend, i) for i, ex in enumerate(examples)]
     encoding = backend.encode_batch(["".join(s.text for s in segs) for segs in rendered])
     # The texts are concatenated in order, so one searchsorted assigns every token of the batch.
     ends, seg_roles = _segment_table([s for segs in rendered for s in segs], backend.offset_unit)

@@ -8,6 +8,9 @@
 * :class:`HFBackend` wraps any fast Hugging Face tokenizer (OPT, other models). Offsets are
   character offsets from ``return_offsets_mapping``.
 
+Either may carry a :class:`~imrepro.data.chat_template.ChatTemplate` (``tokenizers.<name>.chat_template``):
+texts are then the template's renderings, which hold their own BOS, so the back-end adds none.
+
 Both encode a whole batch into one :class:`FlatEncoding`: flat token ids, the offset where
 each token starts in the concatenation of the batch's texts (``-1`` for tokens that are not
 in the text, such as BOS), and the number of tokens of each text. Working on flat arrays
@@ -50,11 +53,12 @@ class TokenizerSpec:
     backend: str  # "sentencepiece" or "hf"
     path: str  # tokenizer.model file, or a HF model id / directory
     revision: str | None = None
+    chat_template: str | None = None  # None: the Tulu format; "model" or a .jinja path: that template
 
     @classmethod
     def from_config(cls, name: str, entry: dict) -> TokenizerSpec:
         return cls(name=name, backend=entry["backend"], path=entry["path"],
-                   revision=entry.get("revision"))
+                   revision=entry.get("revision"), chat_template=entry.get("chat_template"))
 
 
 def _interleave(pieces: list[str], separator: str) -> list[str]:
@@ -72,11 +76,14 @@ class SentencePieceBackend:
     # authors' training script before tokenising).
     special_tokens = ("<s>", "</s>", "<unk>", "<pad>")
 
-    def __init__(self, model_file: str | os.PathLike, num_threads: int = -1):
+    template = None  # a ChatTemplate, set by load_backend
+
+    def __init__(self, model_file: str | os.PathLike, num_threads: int = -1, add_bos: bool = True):
         import sentencepiece as spm
 
         self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
         self.num_threads = num_threads
+        self.add_bos = add_bos  # False for rendered chat templates: their "<s>" is the BOS
         self.bos_id = self.sp.bos_id()
         self.eos_id = self.sp.eos_id()
         self.eos_text = self.sp.id_to_piece(self.eos_id)
@@ -87,6 +94,11 @@ class SentencePieceBackend:
         self.pad_id = self.special_ids["<pad>"]
         self._split = re.compile("(" + "|".join(map(re.escape, self.special_tokens)) + ")")
         self._piece_bytes = self._piece_byte_lengths()
+
+    @property
+    def special_token_strings(self) -> dict[str, str]:
+        """The strings a chat template knows as ``bos_token``, ``eos_token``, ... (``apply_chat_template``'s)."""
+        return {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 
     def _piece_byte_lengths(self) -> np.ndarray:
         """Bytes of input text each piece covers (``▁`` stands for one space)."""
@@ -113,9 +125,10 @@ class SentencePieceBackend:
         position = 0
         for text in texts:
             first_item = len(item_ids)
-            item_ids.append((self.bos_id,))
-            item_offset.append(-1)
-            item_kind.append(0)
+            if self.add_bos:
+                item_ids.append((self.bos_id,))
+                item_offset.append(-1)
+                item_kind.append(0)
             # str.split is much faster than the regex; most texts hold no special token but </s>
             parts = (self._split.split(text) if self._rare_special(text)
                      else _interleave(text.split("</s>"), "</s>"))
@@ -183,6 +196,7 @@ class HFBackend:
     """Any fast Hugging Face tokenizer; the BOS it adds (if any) gets offset -1."""
 
     offset_unit = "chars"
+    template = None  # a ChatTemplate, set by load_backend: then texts are tokenised without special tokens
 
     def __init__(self, name_or_path: str, revision: str | None = None, tokenizer=None):
         from transformers import AutoTokenizer
@@ -197,7 +211,7 @@ class HFBackend:
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else len(self.tok)
 
     def encode_batch(self, texts: Sequence[str]) -> FlatEncoding:
-        enc = self.tok(list(texts), add_special_tokens=True, return_offsets_mapping=True)
+        enc = self.tok(list(texts), add_special_tokens=self.template is None, return_offsets_mapping=True)
         counts = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(texts))
         ids = np.fromiter(itertools.chain.from_iterable(enc["input_ids"]), dtype=np.int64,
                           count=int(counts.sum()))
@@ -211,11 +225,24 @@ class HFBackend:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))
 
+    @property
+    def special_token_strings(self) -> dict[str, str]:
+        from imrepro.data.chat_template import special_token_strings
+
+        return special_token_strings(self.tok)
+
 
 def load_backend(spec: TokenizerSpec) -> SentencePieceBackend | HFBackend:
     if spec.backend == "sentencepiece":
-        return SentencePieceBackend(spec.path)
-    if spec.backend == "hf":
-        return HFBackend(spec.path, spec.revision)
-    raise ValueError(f"tokenizer {spec.name!r}: unknown backend {spec.backend!r} "
-                     "(expected 'sentencepiece' or 'hf')")
+        backend = SentencePieceBackend(spec.path, add_bos=spec.chat_template is None)
+    elif spec.backend == "hf":
+        backend = HFBackend(spec.path, spec.revision)
+    else:
+        raise ValueError(f"tokenizer {spec.name!r}: unknown backend {spec.backend!r} "
+                         "(expected 'sentencepiece' or 'hf')")
+    if spec.chat_template is not None:
+        from imrepro.data.chat_template import template_for
+
+        backend.template = template_for(spec.chat_template, backend.special_token_strings, name=spec.name,
+                                        tokenizer=getattr(backend, "tok", None))
+    return backend

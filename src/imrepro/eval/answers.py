@@ -1,13 +1,15 @@
 """Answers of the evaluated model for the judged benchmarks (MT-Bench, AlpacaEval), as the authors generated them.
 
-* :func:`mt_bench_answers`: FastChat ``gen_model_answer.py`` with the Tulu template: two turns per question,
+* :func:`mt_bench_answers`: FastChat ``gen_model_answer.py`` with the Tulu template (or the model's chat template,
+  ``generator.chat_prompt``): two turns per question,
   the turn-2 prompt holds turn 1 and the model's own turn-1 answer; answers stripped; by default FastChat's
   per-category temperatures (:data:`FASTCHAT_TEMPERATURES`; sampled turns with transformers' default top-k 50,
   as FastChat's ``model.generate`` call); policy ``greedy`` decodes everything greedily.
 * :func:`alpaca_eval_outputs`: open-instruct ``eval/alpaca_farm``: greedy, the raw completion, in the
   reference's order.
 
-The generator is any :class:`imrepro.eval.generation.Generator` (``generate(prompts, sampling, desc)``).
+The generator is any :class:`imrepro.eval.generation.Generator` (``chat_prompt(messages)``,
+``generate(prompts, sampling, desc)``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 
-from imrepro.eval.generation import Sampling, chat_prompt, count_empty
+from imrepro.eval.generation import Sampling, count_empty
 
 # FastChat llm_judge/common.py temperature_config (gen_model_answer.py; 0.7 for unknown categories)
 FASTCHAT_TEMPERATURES = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
@@ -67,7 +69,8 @@ def mt_bench_answers(generator, questions: list[dict], *, model_id: str, max_new
         active = [i for i, q in enumerate(questions) if turn < len(q["turns"])]
         for i in active:
             histories[i].append({"role": "user", "content": questions[i]["turns"][turn]})
-        texts = generate_grouped(generator, [chat_prompt(histories[i]) for i in active], [temps[i] for i in active],
+        texts = generate_grouped(generator, [generator.chat_prompt(histories[i]) for i in active],
+                                 [temps[i] for i in active],
                                  max_new_tokens, seed, desc=f"mt_bench turn {turn + 1}")
         for i, text in zip(active, texts, strict=True):
             text = text.strip()  # FastChat strips every answer
@@ -91,7 +94,7 @@ def alpaca_eval_outputs(generator, reference: list, *, model_id: str, max_new_to
     for k, item in enumerate(reference):
         if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
             raise ValueError(f"{source}: record {k} has no string 'instruction'")
-    prompts = [chat_prompt([{"role": "user", "content": item["instruction"]}]) for item in reference]
+    prompts = [generator.chat_prompt([{"role": "user", "content": item["instruction"]}]) for item in reference]
     texts = generator.generate(prompts, Sampling(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed),
                                desc="alpaca_eval")
     outputs = [{"instruction": item["instruction"], "output": samples[0], "generator": model_id,

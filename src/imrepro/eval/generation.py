@@ -6,7 +6,11 @@
 Both back-ends get the same prompt token ids, computed here: with ``tokenizer_model`` (the SentencePiece
 file the training records were built with) a prompt is tokenised exactly as in training (BOS, then the
 authors' legacy SentencePiece ids, ``</s>`` in a chat history as id 2); without it, by the model
-directory's tokenizer with a BOS ensured (transformers 5 Llama tokenizers add none). Prompts that leave
+directory's tokenizer with a BOS ensured (transformers 5 Llama tokenizers add none). With ``chat_template``
+(the tokenizer's ``chat_template`` setting: ``model`` or a .jinja file) a conversation's prompt is that template's
+generation prompt, which the role record checked is the training text up to the answer, tokenised without
+special tokens (the template renders its own BOS; raw prompts such as HumanEval's get one only if the template
+renders one). Prompts that leave
 too little room in the context are cut from the left (BOS kept) and counted in ``n_truncated``;
 generation ends at the context length (with transformers, that of the longest prompt of the batch).
 
@@ -119,13 +123,14 @@ def resolve_dtype(precision: str, device: str):
 
 def load_generator(model_dir: str | Path, *, backend: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
                    precision: str = "auto", progress: bool = True,
-                   tokenizer_model: str | Path | None = None) -> Generator:
+                   tokenizer_model: str | Path | None = None, chat_template: str | None = None) -> Generator:
     """A generator for ``model_dir`` (a Hugging Face model directory with its tokenizer).
 
     ``tokenizer_model``: the SentencePiece file the model's training records were tokenised with (Llama-2
     runs); prompt ids are then the training ids. ``batch_size`` (transformers only): prompts per
     ``generate`` call, each with ``n`` samples. ``precision``: auto (bf16 on CUDA, fp32 on CPU), bf16,
-    fp16 or fp32.
+    fp16 or fp32. ``chat_template``: ``model`` (the model directory's tokenizer's template) or a .jinja file:
+    conversations are prompted in that template (None: the Tulu format).
     """
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
@@ -138,9 +143,10 @@ def load_generator(model_dir: str | Path, *, backend: str = "auto", batch_size: 
     chosen = select_backend(backend)
     cls = VLLMGenerator if chosen == "vllm" else HFGenerator
     generator = cls(model_dir, batch_size=batch_size, precision=precision, progress=progress,
-                    tokenizer_model=tokenizer_model)
-    log.info("generation backend %s for %s (prompt tokens: %s)", generator.backend_name, model_dir,
-             "SentencePiece " + str(tokenizer_model) if tokenizer_model else "model tokenizer")
+                    tokenizer_model=tokenizer_model, chat_template=chat_template)
+    log.info("generation backend %s for %s (prompt tokens: %s; chat format: %s)", generator.backend_name,
+             model_dir, "SentencePiece " + str(tokenizer_model) if tokenizer_model else "model tokenizer",
+             chat_template or "Tulu")
     return generator
 
 
@@ -154,7 +160,7 @@ class Generator:
     backend_name = ""
 
     def __init__(self, model_dir: Path, *, batch_size: int, precision: str, progress: bool,
-                 tokenizer_model: str | Path | None):
+                 tokenizer_model: str | Path | None, chat_template: str | None = None):
         from transformers import AutoConfig, AutoTokenizer
 
         self.model_dir = model_dir
@@ -168,18 +174,33 @@ class Generator:
         if tokenizer_model is not None:
             from imrepro.data.token_backends import SentencePieceBackend
 
-            self.sp = SentencePieceBackend(tokenizer_model)
+            self.sp = SentencePieceBackend(tokenizer_model, add_bos=chat_template is None)
+        self.template = None
+        if chat_template is not None:
+            from imrepro.data.chat_template import special_token_strings, template_for
+
+            specials = self.sp.special_token_strings if self.sp is not None else special_token_strings(self.tokenizer)
+            self.template = template_for(chat_template, specials, name=str(model_dir), tokenizer=self.tokenizer)
         self.n_truncated = 0
 
+    def chat_prompt(self, messages: Sequence[dict]) -> str:
+        """The prompt for the assistant's answer to a conversation that ends with a user message, in the
+        format the model was trained in."""
+        return self.template.generation_prompt(messages) if self.template is not None else chat_prompt(messages)
+
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Prompt token ids, BOS first, as training tokenised the same text."""
+        """Prompt token ids, as training tokenised the same text; BOS first where training had one."""
         if self.sp is not None:
             flat = self.sp.encode_batch(list(prompts))
             bounds = [0, *itertools.accumulate(flat.counts.tolist())]
-            return [flat.ids[lo:hi].tolist() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        bos = self.tokenizer.bos_token_id
-        ids = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-        return [list(x) if bos is None or x[:1] == [bos] else [bos, *x] for x in ids]
+            ids = [flat.ids[lo:hi].tolist() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+            bos = self.sp.bos_id
+        else:
+            ids = self.tokenizer(list(prompts), add_special_tokens=self.template is None)["input_ids"]
+            bos = self.tokenizer.bos_token_id
+        if bos is None or (self.template is not None and not self.template.renders_bos):
+            return [list(x) for x in ids]
+        return [list(x) if x[:1] == [bos] else [bos, *x] for x in ids]
 
     def fit(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """Cut a prompt from the left (BOS kept) when fewer than ``min(max_new_tokens, context / 4)`` new

@@ -11,7 +11,9 @@ Two sources of task definitions:
   the model.
 
 The score is the paper's value, taken from lm-eval's results by
-:func:`imrepro.eval.aggregate.task_scores_from_lm_eval` (a fraction, with the TaskSpec scale).
+:func:`imrepro.eval.aggregate.task_scores_from_lm_eval` (a fraction, with the TaskSpec scale). lm-eval runs
+with ``log_samples=True``: the result keeps its per-document scores (``items``, see
+:func:`imrepro.eval.item_scores.lm_eval_items`) and lm-eval's own standard error (``lm_eval_stderr``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 
 from imrepro.core.models import check_model_dir
 from imrepro.eval.aggregate import PAPER_TASKS, TaskSpec, task_scores_from_lm_eval
+from imrepro.eval.item_scores import lm_eval_items, lm_eval_stderr
+from imrepro.eval.result_record import BenchmarkResult
 
 LOCAL_ROOT = Path(__file__).resolve().parents[3] / "resources" / "eval" / "lm_eval"
 SOURCES = ("local", "harness")
@@ -108,11 +112,11 @@ def score_spec(key: str, source: str) -> TaskSpec:
 
 def not_shipped_result(model_dir: str | os.PathLike, key: str) -> dict:
     spec = spec_for(key)
-    return {"benchmark": key, "kind": "lm_eval", "status": "not_shipped", "value": None, "metric": spec.metric,
-            "source": "local", "lm_eval_task": None, "num_fewshot": None, "limit": None, "n_samples": {},
-            "model": str(model_dir), "versions": versions(), "results": {},
-            "reason": f"{key}: {NOT_SHIPPED_REASONS.get(key, _NOT_SHIPPED)}; run it with source 'harness' where "
-                      f"the Hugging Face hub is reachable"}
+    return BenchmarkResult(key, "lm_eval", None, spec.metric, status="not_shipped", details={
+        "source": "local", "lm_eval_task": None, "num_fewshot": None, "limit": None, "n_samples": {},
+        "model": str(model_dir), "versions": versions(), "results": {},
+        "reason": f"{key}: {NOT_SHIPPED_REASONS.get(key, _NOT_SHIPPED)}; run it with source 'harness' where "
+                  f"the Hugging Face hub is reachable"}).to_dict()
 
 
 def versions() -> dict[str, str]:
@@ -186,22 +190,31 @@ def evaluate_tasks(model_dir: str | os.PathLike, keys: list[str], *, source: str
             task_name = spec.lm_eval_task
             tasks = [task_name]
         log.info("lm-eval %s (%s), %s shots", key, task_name, shots)
+        # the paper's tasks are plain-text prompts: never the chat template a model's tokenizer may carry
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=shots,
-                                      limit=limit, log_samples=False, bootstrap_iters=bootstrap_iters,
-                                      gen_kwargs=gen_kwargs, **seeds)
+                                      limit=limit, log_samples=True, bootstrap_iters=bootstrap_iters,
+                                      gen_kwargs=gen_kwargs, apply_chat_template=False, **seeds)
         scored = score_spec(key, source)
         value = task_scores_from_lm_eval(out, tasks=[scored]).get(key)
         if value is None:
             raise ValueError(f"{key}: lm-eval reported no {spec.metric!r} for {scored.lm_eval_task} "
                              f"or all of {scored.subtasks}; got {sorted(out['results'])}")
-        result = {"benchmark": key, "kind": "lm_eval", "status": "scored", "value": value, "metric": spec.metric,
-                  "source": source, "lm_eval_task": task_name, "num_fewshot": shots, "limit": limit,
-                  "n_samples": out["n-samples"], "n_shot": out.get("n-shot", {}), "model": str(model_dir),
-                  "versions": versions(), "device": device, "dtype": dtype, "results": out["results"]}
+        details = {"source": source, "lm_eval_task": task_name, "num_fewshot": shots, "limit": limit,
+                   "n_samples": out["n-samples"], "n_shot": out.get("n-shot", {}), "model": str(model_dir),
+                   "versions": versions(), "device": device, "dtype": dtype, "results": out["results"],
+                   "lm_eval_stderr": _stderr(out["results"], scored)}
         if source == "local" and LOCAL_TASKS[key].note:
-            result["note"] = LOCAL_TASKS[key].note
-        results[key] = _finite(result)
+            details["note"] = LOCAL_TASKS[key].note
+        items = lm_eval_items(out.get("samples") or {}, spec.metric, spec.scale)
+        results[key] = BenchmarkResult(key, "lm_eval", _finite(value), spec.metric, details=_finite(details),
+                                       items=items).to_dict()
     return {key: results[key] for key in keys}
+
+
+def _stderr(results: dict, spec: TaskSpec) -> float | None:
+    """lm-eval's own standard error of the value (its task or group row; none for a tag), TaskSpec scale."""
+    stderr = lm_eval_stderr(results, spec.lm_eval_task, spec.metric)
+    return None if stderr is None else stderr * spec.scale
 
 
 def resolve_device(device: str = "auto", precision: str = "auto") -> tuple[str, str]:

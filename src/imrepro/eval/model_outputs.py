@@ -35,11 +35,11 @@ from imrepro.core.models import check_model_dir
 from imrepro.eval.generation import (
     DEFAULT_BATCH_SIZE,
     Sampling,
-    chat_prompt,
     count_empty,
     load_generator,
     select_backend,
 )
+from imrepro.eval.result_record import BenchmarkResult
 from imrepro.train.settings import DEFAULT_TOKEN_BUDGET
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,16 @@ log = logging.getLogger(__name__)
 
 # ---- what one job asks for ----------------------------------------------------------------------
 
+LOSS_SPLITS = ("train", "heldout", "reference")  # the role records an output-loss job may score
+
+
 @dataclass(frozen=True)
 class OutputLossJob:
     output: Path
     run: str
     train: Path | None = None  # role record of the training set (none for a base model)
     heldout: Path | None = None
+    reference: Path | None = None  # good answers to other instructions (AlpacaEval's reference outputs)
     token_budget: int = DEFAULT_TOKEN_BUDGET  # tokens per scoring pack
     limit: int | None = None  # first N examples of each set
 
@@ -152,12 +156,12 @@ def _convert(field, value, where: str):
 
 def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: str = "auto",
              batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto", tokenizer_model: str | Path | None = None,
-             seed: int = 42, progress: bool = True) -> dict:
+             chat_template: str | None = None, seed: int = 42, progress: bool = True) -> dict:
     """Run ``jobs`` (from :func:`parse_jobs`) with one model load; return the stats of each benchmark."""
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
     for job in jobs.values():  # every input checked before the model loads
-        for path in (getattr(job, name, None) for name in ("questions", "dataset", "train", "heldout")):
+        for path in (getattr(job, name, None) for name in ("questions", "dataset", *LOSS_SPLITS)):
             if path is not None and not path.is_file():
                 raise FileNotFoundError(f"{path}: input of {type(job).__name__} not found")
     stats = {"model": str(model_dir), "model_id": model_id, "seed": seed, "benchmarks": {},
@@ -166,7 +170,8 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     if "output_loss" in jobs:
         if select_backend(backend) == "hf":  # generation will use this model: load it once
             generator = load_generator(model_dir, backend="hf", batch_size=batch_size, precision=precision,
-                                       progress=progress, tokenizer_model=tokenizer_model)
+                                       progress=progress, tokenizer_model=tokenizer_model,
+                                       chat_template=chat_template)
             model, attn, device = generator.model, generator.attn_implementation, generator.device
         else:
             from imrepro.train.scoring import load_scoring_model
@@ -180,7 +185,7 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     generating = [name for name in jobs if name != "output_loss"]
     if generating and generator is None:
         generator = load_generator(model_dir, backend=backend, batch_size=batch_size, precision=precision,
-                                   progress=progress, tokenizer_model=tokenizer_model)
+                                   progress=progress, tokenizer_model=tokenizer_model, chat_template=chat_template)
     for name in generating:
         before = generator.n_truncated
         stat = _timed(GENERATING_RUNNERS[name], jobs[name], generator, model_id=model_id, seed=seed)
@@ -215,21 +220,24 @@ def run_output_loss(job: OutputLossJob, model_dir: Path, model, attn: str, devic
     from imrepro.data.role_record import load_role_record
     from imrepro.eval.output_loss import describe, per_example_output_loss
 
-    if not (job.train or job.heldout):
-        raise ValueError("output_loss: nothing to score: give train and/or heldout")
-    result = {"benchmark": "output_loss", "kind": "loss", "status": "scored", "run": job.run, "model": str(model_dir)}
-    for split, path in (("train", job.train), ("heldout", job.heldout)):
+    if not any(getattr(job, split) for split in LOSS_SPLITS):
+        raise ValueError(f"output_loss: nothing to score: give one of {', '.join(LOSS_SPLITS)}")
+    details = {"run": job.run, "model": str(model_dir)}
+    for split, path in ((split, getattr(job, split)) for split in LOSS_SPLITS):
         if path is None:
-            result[split] = None
+            details[split] = None
             continue
         record = load_role_record(path).head(job.limit)
         losses = per_example_output_loss(model, record, job.token_budget, attn, device)
-        result[split] = {"dataset": path.stem, "record": str(path), **describe(losses), "ids": record.ids,
-                         "losses": [None if loss != loss else float(loss) for loss in losses]}
-        log.info("output loss, %s (%s): mean %s over %d examples", split, path.stem, result[split]["mean"], len(losses))
-    result["value"] = (result["heldout"] or result["train"])["mean"]
-    _write_json(job.output, result, indent=1)
-    return {f"n_{split}": result[split]["n"] for split in ("train", "heldout") if result[split]}
+        details[split] = {"dataset": path.stem, "record": str(path), **describe(losses), "ids": record.ids,
+                          "losses": [None if loss != loss else float(loss) for loss in losses]}
+        log.info("output loss, %s (%s): mean %s over %d examples", split, path.stem, details[split]["mean"],
+                 len(losses))
+    headline = details["heldout"] or details["train"] or details["reference"]
+    result = BenchmarkResult("output_loss", "loss", headline["mean"],
+                             "mean per-example output loss (held-out, else train, else reference)", details=details)
+    result.write(job.output)
+    return {f"n_{split}": details[split]["n"] for split in LOSS_SPLITS if details[split]}
 
 
 def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
@@ -241,7 +249,7 @@ def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
         raise ValueError(f"{job.dataset}: no examples")
     pairs = [regeneration_pair(example) for example in examples]
     before = generator.n_truncated
-    texts = generator.generate([chat_prompt(messages) for messages, _ in pairs],
+    texts = generator.generate([generator.chat_prompt(messages) for messages, _ in pairs],
                                Sampling(max_new_tokens=job.max_new_tokens, temperature=0.0), desc="regeneration")
     generations = [samples[0] for samples in texts]
     references = [reference for _, reference in pairs]
@@ -250,18 +258,17 @@ def run_regen_bleu(job: RegenBleuJob, generator, **_) -> dict:
         {"id": example.get("id"), "reference": reference, "generation": generation, "sentence_bleu": bleu}
         for example, reference, generation, bleu in zip(examples, references, generations, scores["sentence_bleu"],
                                                         strict=True)))
-    result = {
-        "benchmark": "regen_bleu", "kind": "generation", "status": "scored",
-        "value": scores["mean_sentence_bleu"], "metric": "mean sentence BLEU-4 (0-100)",
+    result = BenchmarkResult("regen_bleu", "generation", scores["mean_sentence_bleu"], "mean sentence BLEU-4 (0-100)",
+                             details={
         "corpus_bleu": scores["corpus_bleu"], "mean_sentence_bleu": scores["mean_sentence_bleu"],
         "signature": scores["signature"], "n": len(pairs), "n_empty": count_empty(texts), "limit": job.limit,
         "max_new_tokens": job.max_new_tokens, "n_truncated_prompts": generator.n_truncated - before,
         "backend": generator.backend_name, "model": str(generator.model_dir), "dataset": str(job.dataset),
-    }
-    _write_json(job.output, result)
+    })
+    result.write(job.output, indent=2)
     log.info("regeneration BLEU on %d examples: mean sentence %.2f, corpus %.2f (%d empty)", len(pairs),
-             result["value"], result["corpus_bleu"], result["n_empty"])
-    return {"n": len(pairs), "n_empty": result["n_empty"]}
+             result.value, scores["corpus_bleu"], result.details["n_empty"])
+    return {"n": len(pairs), "n_empty": result.details["n_empty"]}
 
 
 def run_alpaca_eval(job: AlpacaEvalJob, generator, *, model_id: str, seed: int) -> dict:

@@ -1,36 +1,24 @@
 """From per-benchmark result files to one summary per evaluated model, and the long table.
 
-Each ``results/eval/<target>/<benchmark>.json`` has at least ``benchmark`` and ``value``; lm-eval
-files also have ``status`` ("scored" or "not_shipped": a task with no local data in offline mode,
+Each ``results/eval/<target>/<benchmark>.json`` is a :class:`imrepro.eval.result_record.BenchmarkResult`,
+checked by :func:`load_result` (status "not_shipped": an lm-eval task with no local data in offline mode,
 listed in the summary and never scored). The summary is :func:`imrepro.eval.aggregate.summarize`
 plus the judged benchmarks, BLEU and output losses as extra (benchmark, metric, value) rows.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from imrepro.eval import aggregate
-from imrepro.eval.catalogue import ALL_BENCHMARKS, DISPLAY_NAMES, LM_EVAL_TASKS
+from imrepro.eval.catalogue import DISPLAY_NAMES, LM_EVAL_TASKS
+from imrepro.eval.result_record import load_result
 
-LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)"}
+__all__ = ["LONG_COLUMNS", "LOSS_NAMES", "load_result", "long_rows", "partial_notes", "summarize_target"]
 
-
-def load_result(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    name = result.get("benchmark") if isinstance(result, dict) else None
-    if name not in ALL_BENCHMARKS:
-        raise ValueError(f"{path}: field 'benchmark' is {name!r}, not one of the known benchmarks")
-    if "value" not in result:
-        raise ValueError(f"{path}: no field 'value'")
-    return result
+LOSS_NAMES = {"train": "Output loss (train)", "heldout": "Output loss (held-out)",
+              "reference": "Output loss (reference answers)"}
 
 
 def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None]]:
@@ -43,8 +31,9 @@ def _extra_rows(name: str, result: Mapping) -> list[tuple[str, str, float | None
     if name == "regen_bleu":
         return [("Regeneration BLEU", "bleu", result["value"])]
     if name == "output_loss":
+        # train and held-out always (empty where not scored); the reference answers where configured
         return [(LOSS_NAMES[split], "mean_per_example_loss", (result.get(split) or {}).get("mean"))
-                for split in LOSS_NAMES]
+                for split in LOSS_NAMES if split != "reference" or result.get(split)]
     return []
 
 
@@ -57,7 +46,7 @@ def summarize_target(target: str, results: Iterable[Mapping], *, allow_partial: 
         name = result["benchmark"]
         evaluated.append(name)
         if name in LM_EVAL_TASKS or name == "humaneval":
-            if result.get("status", "scored") == "not_shipped":
+            if result["status"] == "not_shipped":
                 not_shipped.append(name)
             else:
                 task_scores[name] = result["value"]
@@ -78,7 +67,7 @@ def summarize_target(target: str, results: Iterable[Mapping], *, allow_partial: 
     return summary
 
 
-LONG_COLUMNS = ("run", "benchmark", "metric", "value", "note")
+LONG_COLUMNS = ("run", "benchmark", "metric", "value", "note", "seed")
 
 
 def partial_notes(summary: Mapping) -> dict[str, str]:
@@ -96,11 +85,15 @@ def partial_notes(summary: Mapping) -> dict[str, str]:
     return notes
 
 
-def long_rows(summaries: Iterable[Mapping]) -> list[tuple]:
-    """(run, benchmark, metric, value, note) rows of eval_long.csv; NaN values become missing."""
+def long_rows(summaries: Iterable[Mapping], seeds: Mapping[str, int | None]) -> list[tuple]:
+    """(run, benchmark, metric, value, note, seed) rows of eval_long.csv; NaN values become missing;
+    ``seeds``: run -> its training seed (None for a base model)."""
     rows = []
     for summary in summaries:
         notes = partial_notes(summary)
-        rows += [(r, b, m, None if v is None or (isinstance(v, float) and math.isnan(v)) else v, notes.get(b, ""))
-                 for r, b, m, v in aggregate.to_long_rows(summary["run"], summary)]
+        if summary["run"] not in seeds:
+            raise ValueError(f"summary of {summary['run']!r}: no seed given for this run")
+        seed = seeds[summary["run"]]
+        rows += [(r, b, m, None if v is None or (isinstance(v, float) and math.isnan(v)) else v, notes.get(b, ""),
+                  seed) for r, b, m, v in aggregate.to_long_rows(summary["run"], summary)]
     return rows

@@ -3,7 +3,7 @@
 One function per figure, each returning a :class:`matplotlib.figure.Figure`; :func:`save` writes it
 as PNG and PDF. A figure whose runs are not in the inputs is still drawn, with a "not run in this
 configuration: needs ..." message where the data would be. Inputs and run matching:
-:mod:`imrepro.report.report_inputs`. IM in the figures is ``method_paper_name`` "IM" (the authors' code,
+:mod:`imrepro.report.report_inputs`. IM in the figures is the arm "IM" (labels ``im_authors``: the authors' code,
 behind the published numbers); our Eq.-4 IM ("IM (Eq. 4)") is drawn beside it where it ran. A plotted
 NLP mean whose eval_long ``note`` starts with "partial" (averaged over only the scored tasks) makes its
 panel title say so (Fig. 1, 4).
@@ -11,7 +11,8 @@ panel title say so (Fig. 1, 4).
 Run selection: ``model`` (default: the model with the most trained runs); Fig. 1, 2, 3, 6 use the main
 epoch count (default: the most common one), Fig. 4/10/11 every epoch count of a dataset. Fig. 1 shows
 the Table 1 datasets (see :mod:`imrepro.report.tables`); Fig. 2 left every dataset with IT and IM runs except
-the size-study subsets (dataset key matching ``SIZE_PATTERN``, ``<source>_n<size>``), which make Fig. 2
+the size-study subsets (runs.csv's ``subset_family`` "size"; in a runs.csv without it, a dataset key
+matching ``SIZE_PATTERN``, ``<source>_n<size>``), which make Fig. 2
 right; Fig. 5 the Table 1 datasets of the runs whose paper model is LLaMA-2-13B or OPT-6.7B (whatever
 ``model`` says); Fig. 6 the datasets compared as Tulu V2 (10 %, 20 %, 50 %, 100 %).
 """
@@ -34,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from imrepro.catalogue import FIGURES
 from imrepro.core.atomic import atomic_path
 from imrepro.eval.aggregate import MEAN_NAME
+from imrepro.report.forest_figure import forest  # noqa: F401 (a builder: BUILDERS)
 from imrepro.report.report_inputs import (
     IM,
     IM_EQ4,
@@ -45,6 +47,7 @@ from imrepro.report.report_inputs import (
     present,
     select_model,
 )
+from imrepro.report.sweep_figures import fig_sweep, fig_weight_grid  # noqa: F401 (builders: BUILDERS)
 from imrepro.report.tables import TABLES, paper_row_keys, table_runs
 
 METHODS = (IT, IM, IM_EQ4)
@@ -71,6 +74,7 @@ class Inputs:
     epochs: float | None = None
     datasets: Sequence[str] = ()  # keep only these datasets (keys or paper names); empty: all
     size_pattern: str = SIZE_PATTERN
+    comparisons: pd.DataFrame | None = None  # comparisons.csv (the forest plot, the sweep figures' intervals)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ def method_values(inputs: Inputs, benchmark: str, metric: str, *, all_epochs: bo
     """Trained IT/IM runs of the chosen model with one benchmark value each (NaN if missing)."""
     runs = inputs.runs
     model = select_model(runs, inputs.model)
-    chosen = runs[~runs["is_base"] & (runs["model"] == model) & runs["method_paper_name"].isin(METHODS)]
+    chosen = runs[~runs["is_base"] & (runs["model"] == model) & runs["arm"].isin(METHODS)]
     if not all_epochs:
         epochs = main_epochs(runs, inputs.epochs)
         chosen = chosen[chosen["epochs"] == epochs] if epochs is not None else chosen
@@ -116,7 +120,7 @@ def gain_points(inputs: Inputs, im_method: str = IM) -> tuple[pd.DataFrame, list
     frame = method_values(inputs, "AlpacaEval 1.0", "win_rate")
     points, skipped = [], []
     for dataset, group in frame.groupby("dataset", sort=False):
-        by_method = {r.method_paper_name: r for r in group.itertuples()}
+        by_method = {r.arm: r for r in group.itertuples()}
         if IT not in by_method or im_method not in by_method:
             continue
         it, im = by_method[IT], by_method[im_method]
@@ -130,11 +134,18 @@ def gain_points(inputs: Inputs, im_method: str = IM) -> tuple[pd.DataFrame, list
             "ratio_instruction_output": 1.0 / ratio if present(ratio) and ratio > 0 else math.nan,
             "n_examples": it.n_examples, "it": it.value, "im": im.value,
             "gain": 100.0 * (im.value - it.value) / it.value,
-            "size_study": bool(re.search(inputs.size_pattern, dataset)),
+            "size_study": _size_study(it, inputs.size_pattern),
         })
     columns = ["dataset", "label", "ratio_instruction_output", "n_examples", "it", "im", "gain", "size_study"]
     types = {c: float for c in ("ratio_instruction_output", "n_examples", "it", "im", "gain")}
     return pd.DataFrame(points, columns=columns).astype({**types, "size_study": bool}), skipped
+
+
+def _size_study(run, size_pattern: str) -> bool:
+    """Whether ``run`` trained on a size-study subset: runs.csv's declared ``subset_family`` (the config's
+    analysis_subsets family), or, in a runs.csv without it, a dataset key matching ``size_pattern``."""
+    family = getattr(run, "subset_family", None)
+    return family == "size" if family is not None else bool(re.search(size_pattern, run.dataset))
 
 
 def fit_log_linear(x: Iterable[float], y: Iterable[float]) -> tuple[float, float] | None:
@@ -245,7 +256,7 @@ def _message_only(ax, text: str) -> None:
 
 
 def _methods_present(frame: pd.DataFrame) -> list[str]:
-    return [m for m in METHODS if m in set(frame["method_paper_name"])]
+    return [m for m in METHODS if m in set(frame["arm"])]
 
 
 def _grid(fig: Figure, n: int, ncols: int = 3):
@@ -298,7 +309,7 @@ def _panel_title(ax, ylabel: str, frame: pd.DataFrame) -> bool:
 def _method_bars(ax, frame: pd.DataFrame, ylabel: str, paper: dict | None = None) -> None:
     """IT/IM bars per training set of ``frame`` (method_values rows); ``paper`` adds the paper's markers."""
     groups = list(dict.fromkeys(frame["dataset_label"]))
-    values = {(r.dataset_label, r.method_paper_name): r.value for r in frame.itertuples()}
+    values = {(r.dataset_label, r.arm): r.value for r in frame.itertuples()}
     _grouped_bars(ax, groups, _methods_present(frame), values, paper)
     ax.set_ylabel(ylabel)
 
@@ -411,7 +422,7 @@ def _epoch_figure(inputs: Inputs, title: str, benchmark: str, metrics: Sequence[
     for ax, dataset in zip(axes, swept, strict=True):
         group = frame[frame["dataset"] == dataset]
         for method in _methods_present(group):
-            line = group[group["method_paper_name"] == method].sort_values("epochs")
+            line = group[group["arm"] == method].sort_values("epochs")
             ax.plot(line["epochs"], line["value"], "-", marker=MARKERS[method], color=COLOURS[method], label=method,
                     markersize=7, markerfacecolor="none" if method == IM_EQ4 else COLOURS[method], markeredgewidth=1.5)
         title = group.iloc[0]["dataset_label"] + (f"\n{PARTIAL_NOTE}" if _any_partial(group) else "")
@@ -441,10 +452,10 @@ def fig1(inputs: Inputs) -> Figure:
         if _panel_title(ax, ylabel, frame):
             _message_only(ax, NOT_RUN + "IT and IM runs on the Table 1 training sets (run group table1).")
             continue
-        paper = {(r.dataset_label, r.method_paper_name): _paper_table_value(
-            inputs.paper, "Table 1", r.compare_dataset, r.method_paper_name, benchmark)
+        paper = {(r.dataset_label, r.arm): _paper_table_value(
+            inputs.paper, "Table 1", r.compare_dataset, r.arm, benchmark)
             for r in frame.itertuples()
-            if r.method_paper_name != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
+            if r.arm != IM_EQ4 and name_key(r.compare_model) == name_key(PAPER_MAIN_MODEL)}
         _method_bars(ax, frame, ylabel, paper)
     _figure_legend(fig, axes)
     return fig
@@ -460,7 +471,7 @@ def fig2(inputs: Inputs) -> Figure:
                "instruction / output length ratio (log scale)",
                "IT and IM runs on training sets of different instruction/output ratios (run group fig2_ratio)"),
               ("right", points[points["size_study"]], "n_examples", "number of training examples (log scale)",
-               "IT and IM runs on the size-study subsets, dataset keys <source>_n<size> (run group fig2_size)"))
+               "IT and IM runs on the size-study subsets, analysis_subsets.size (run group fig2_size)"))
     for ax, (side, ours, xcol, xlabel, needs) in zip(axes, panels, strict=True):
         paper_points, paper_fit = paper_fig2(inputs.paper, side)
         texts = []
@@ -509,11 +520,11 @@ def fig3(inputs: Inputs) -> Figure:
         if item["run"] not in runs.index:
             raise ValueError(f"loss file of run {item['run']!r}: run not in runs.csv")
         row = runs.loc[item["run"]]
-        if row["is_base"] or row["method_paper_name"] not in METHODS:
+        if row["is_base"] or row["arm"] not in METHODS:
             continue
         frames.append({"run": item["run"], "dataset": row["dataset"], "label": row["dataset_label"],
                        "compare": row["compare_dataset"], "compare_model": row["compare_model"],
-                       "method": row["method_paper_name"], "train": item["train"], "heldout": item["heldout"]})
+                       "method": row["arm"], "train": item["train"], "heldout": item["heldout"]})
     data = pd.DataFrame(frames, columns=["run", "dataset", "label", "compare", "compare_model", "method",
                                          "train", "heldout"])
     if inputs.datasets:
@@ -602,7 +613,7 @@ def fig6(inputs: Inputs) -> Figure:
             continue
         frame = frame.assign(fraction=frame["compare_dataset"].map(lambda d: TULU_FRACTIONS[name_key(d)]))
         groups = [f"{f} %" for f in sorted(TULU_FRACTIONS.values())]  # all four; a missing one says so
-        values = {(f"{r.fraction} %", r.method_paper_name): r.value for r in frame.itertuples()}
+        values = {(f"{r.fraction} %", r.arm): r.value for r in frame.itertuples()}
         _grouped_bars(ax, groups, _methods_present(frame), values)
         ax.set_xlabel("share of Tulu V2 used for training")
         ax.set_ylabel(ylabel)
@@ -625,6 +636,7 @@ def fig11(inputs: Inputs) -> Figure:
     return fig
 
 
+# forest, fig_sweep and fig_weight_grid (after the paper, from comparisons.csv) are imported from their modules
 BUILDERS = {name: globals()[name] for name in FIGURES}  # each figure's builder is the function of its name
 
 

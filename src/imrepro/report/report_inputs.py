@@ -6,12 +6,17 @@
 * ``runs.csv``: one row per evaluated model, ``run,model,model_paper_name,dataset,dataset_paper_name,
   method,method_paper_name,epochs,is_base,n_examples,ratio_output_instruction,judge_label``; optional
   ``compare_as`` (the paper's training-set name this run is compared with, e.g. the demo's
-  ``lima_head64`` -> ``LIMA``) and ``compare_model_as`` (the paper's model name).
+  ``lima_head64`` -> ``LIMA``) and ``compare_model_as`` (the paper's model name); the workflow also
+  writes each run's axes and declared settings (``seed``, ``seed_draws_data``, ``swept``, ``labels``,
+  ``prompt_weight``, ``response_weight``, ``weight_normalisation``, ``neftune_alpha``, ``kl_lambda``,
+  ``learning_rate``).
 * ``paper_results.csv``: every printed number of the paper, ``table,model,train_dataset,method,
   benchmark,metric,value,source_note``.
 
 How a run finds its paper row: the paper row's (model, training set, method) must equal the run's
-(compare model, compare dataset, method_paper_name) after :func:`name_key` normalisation. Compare
+(compare model, compare dataset, arm) after :func:`name_key` normalisation, where ``arm`` is the paper's
+method derived from the declared settings (:func:`paper_arm`; ``method_paper_name`` is a label only, used
+as the arm only for a runs.csv without ``labels``). Compare
 dataset = ``compare_as`` when set, else ``dataset_paper_name``. Compare model = ``compare_model_as``
 when set; else, for a run remapped onto another training set (``compare_as`` set and different from
 ``dataset_paper_name``, e.g. ``lima_head64`` -> LIMA) and for the base run of such a run's model, the
@@ -34,8 +39,24 @@ PARTIAL = "partial"  # a note starting with this: the value is averaged over onl
 PAPER_COLUMNS = ("table", "model", "train_dataset", "method", "benchmark", "metric", "value")
 PAPER_MAIN_MODEL = "LLaMA-2-7B-base"
 JUDGED_BENCHMARKS = ("MT-Bench", "AlpacaEval 1.0", "AlpacaEval 2.0")
-# method_paper_name of the two instruction-modelling arms: the authors' code (published numbers) and Eq. 4
+# the paper's arms (its method names): IT, the two instruction-modelling arms (the authors' code behind the
+# published numbers, and Eq. 4), NEFTune on each, KL-regularised IT (paper_arm)
 IT, IM, IM_EQ4 = "IT", "IM", "IM (Eq. 4)"
+PAPER_ARM_OF_LABELS = {"it": IT, "im_seed": IM, "im": IM_EQ4}
+NEFTUNE_ARM_OF_LABELS = {"it": "NEFTune", "im_seed": "IM+NEFTune"}
+
+
+def paper_arm(labels: str, neftune_alpha: str, kl_lambda: str, swept: str) -> str:
+    """The paper's name of the method a run trains, from its declared attributes (runs.csv's ``labels``,
+    ``neftune_alpha``, ``kl_lambda``, ``swept``), never from its ``method_paper_name`` label; "" where the
+    paper has no such method (the weighted policy, a sweep point, NEFTune with KL, ...)."""
+    if swept or labels not in PAPER_ARM_OF_LABELS or (neftune_alpha and kl_lambda):
+        return ""
+    if neftune_alpha:
+        return NEFTUNE_ARM_OF_LABELS.get(labels, "")
+    if kl_lambda:
+        return f"IT w/ KL (lambda={float(kl_lambda)})" if labels == "it" else ""
+    return PAPER_ARM_OF_LABELS[labels]
 
 
 def name_key(name) -> str:
@@ -105,6 +126,13 @@ def load_runs(path: str | Path) -> pd.DataFrame:
             frame["compare_model_as"], frame["model"], remapped, frame["is_base"], frame["model_paper_name"],
             strict=True)]
     frame["dataset_label"] = [d or k for d, k in zip(frame["dataset_paper_name"], frame["dataset"], strict=True)]
+    # the paper's method of each run, from its declared attributes (a runs.csv from before they were
+    # written: its method_paper_name)
+    if "labels" in frame.columns:
+        frame["arm"] = [paper_arm(*values) for values in
+                        zip(frame["labels"], frame["neftune_alpha"], frame["kl_lambda"], frame["swept"], strict=True)]
+    else:
+        frame["arm"] = frame["method_paper_name"]
     return frame
 
 

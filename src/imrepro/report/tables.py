@@ -6,7 +6,8 @@ a paper counterpart (our Eq.-4 IM, a demo slice without ``compare_as``, another 
 the paper value ``—``. Which run matches which paper row: :mod:`imrepro.report.report_inputs`.
 
 Which of our runs enter a table (tables 1-4, 7): trained runs at the main epoch count (``--epochs``,
-default the most common one; epoch sweeps belong to Fig. 4/10/11) whose ``method_paper_name`` is one
+default the most common one; epoch sweeps belong to Fig. 4/10/11) whose ``arm`` (the paper's method,
+from the run's declared labels policy, NEFTune and KL settings: ``report_inputs.paper_arm``) is one
 of the table's methods and that either match a paper row or share (model, dataset) with a run of the
 table's *anchor* method (Table 1: NEFTune, Table 3: IT w/ KL (lambda=1.0), Table 4: IM+NEFTune,
 Table 7: any KL; Table 2: a regeneration BLEU value). The anchor keeps, e.g., the IT/IM runs of the
@@ -17,7 +18,9 @@ Long CSV, one row per cell: ``table,row,model,dataset,method,epochs,run,paper_mo
 paper_method,benchmark,metric,ours,paper,diff,status,judge,note`` with status one of ``ok``, ``not run``
 (``not built`` in Table 5), ``missing`` (run, but no value), ``no paper value``; ``note`` is eval_long's note
 of our value, e.g. ``partial: 1 of 5 tasks (mmlu)`` for a mean over only the scored tasks (marked ``‡`` in
-the Markdown; the status stays ``ok``).
+the Markdown; the status stays ``ok``); ``vs_it*``: the paired difference from the IT arm of the same model,
+training set and epochs, its interval, Holm-adjusted p and significance (comparisons.csv, joined on the run id;
+empty where there is none).
 """
 
 from __future__ import annotations
@@ -46,9 +49,14 @@ from imrepro.report.report_inputs import (
 
 NOT_RUN, NOT_BUILT, MISSING, NO_PAPER_VALUE, OK = "not run", "not built", "missing", "no paper value", "ok"
 NO_PAPER = "—"
+VS_IT_COLUMNS = ("vs_it", "vs_it_low", "vs_it_high", "vs_it_p_holm", "vs_it_significant")
 LONG_COLUMNS = ("table", "row", "model", "dataset", "method", "epochs", "run", "paper_model", "paper_dataset",
-                "paper_method", "benchmark", "metric", "ours", "paper", "diff", "status", "judge", "note")
+                "paper_method", "benchmark", "metric", "ours", "paper", "diff", "status", "judge", "note",
+                *VS_IT_COLUMNS)
 PARTIAL_FOOTNOTE = "‡ partial: averaged over the tasks (categories) that were scored, see the run's summary.json"
+VS_IT_FOOTNOTE = ("vs IT: the paired difference from the IT run of the same model, training set and epochs on the "
+                  "items both scored, with its 95 % interval; * significant after Holm's correction "
+                  "(comparisons.md says which, in words)")
 
 
 
@@ -167,14 +175,14 @@ def _clean(dataset: str) -> str:
 
 
 def _run_key(run) -> tuple[str, str, str]:
-    return name_key(run.compare_model), name_key(run.compare_dataset), name_key(run.method_paper_name)
+    return name_key(run.compare_model), name_key(run.compare_dataset), name_key(run.arm)
 
 
 def table_runs(spec: TableSpec, runs: pd.DataFrame, eval_long: pd.DataFrame, paper_keys: Iterable,
                epochs: float | None) -> pd.DataFrame:
     """The runs (rows of runs.csv) that one of Tables 1-4, 7 shows (rule: module docstring)."""
     paper_keys = set(paper_keys)
-    trained = runs[~runs["is_base"] & runs["method_paper_name"].map(spec.methods)]
+    trained = runs[~runs["is_base"] & runs["arm"].map(spec.methods)]
     if epochs is not None:
         trained = trained[trained["epochs"] == epochs]
     groups = {(r.model, r.dataset) for r in trained.itertuples() if _anchors(spec, r, eval_long)}
@@ -190,13 +198,13 @@ def table_runs(spec: TableSpec, runs: pd.DataFrame, eval_long: pd.DataFrame, pap
 
 def _anchors(spec: TableSpec, run, eval_long: pd.DataFrame) -> bool:
     if spec.anchor is not None:
-        return spec.anchor(run.method_paper_name)
+        return spec.anchor(run.arm)
     mine = eval_long[(eval_long["run"] == run.run) & eval_long["benchmark"].isin([c.benchmark for c in spec.columns])]
     return bool(mine["value"].notna().any())
 
 
 def build_table(spec: TableSpec, eval_long: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame,
-                epochs: float | None = None) -> list[dict]:
+                epochs: float | None = None, comparisons: pd.DataFrame | None = None) -> list[dict]:
     """Long rows (one per cell) of one of Tables 1-4, 7."""
     epochs = main_epochs(runs, epochs)
     paper_rows, paper_cells = _paper_rows(spec, paper)
@@ -221,6 +229,7 @@ def build_table(spec: TableSpec, eval_long: pd.DataFrame, runs: pd.DataFrame, pa
         spots = [i for i, (k, r) in enumerate(entries) if (k or _run_key(r))[:2] == group]
         entries.insert(spots[-1] + 1 if spots else len(entries), (None, run))
 
+    it_runs = frozenset(runs.loc[runs["arm"] == IT, "run"])  # the IT arm by declared attributes, not by label
     rows = []
     for index, (key, run) in enumerate(entries):
         shown = paper_rows.get(key, {})
@@ -228,8 +237,26 @@ def build_table(spec: TableSpec, eval_long: pd.DataFrame, runs: pd.DataFrame, pa
             paper_value = paper_cells.get((key, col.paper_benchmark), math.nan) if key else math.nan
             value = ours.get((run.run, col.benchmark, col.metric), math.nan) if run is not None else math.nan
             note = notes.get((run.run, col.benchmark, col.metric), "") if run is not None else ""
-            rows.append(_cell(spec.key, index, col, run, shown, value, paper_value, NOT_RUN, note))
+            rows.append({**_cell(spec.key, index, col, run, shown, value, paper_value, NOT_RUN, note),
+                         **_vs_it(comparisons, run, col, it_runs)})
     return rows
+
+
+def _vs_it(comparisons: pd.DataFrame | None, run, col: Column, it_runs: frozenset[str]) -> dict:
+    """The comparisons.csv row of this run's arm against the IT arm in this column (joined on run ids:
+    the run among ``runs_b``, every baseline run among ``it_runs``)."""
+    empty = dict.fromkeys(VS_IT_COLUMNS)
+    if comparisons is None or comparisons.empty or run is None:
+        return empty
+    baseline_is_it = comparisons["runs_a"].map(lambda ids: bool(str(ids).split()) and set(str(ids).split()) <= it_runs)
+    hits = comparisons[baseline_is_it & (comparisons["benchmark"] == col.benchmark)
+                       & (comparisons["metric"] == col.metric)
+                       & comparisons["runs_b"].map(lambda ids: run.run in str(ids).split())]
+    if hits.empty:
+        return empty
+    hit = hits.iloc[0]
+    return {"vs_it": hit["delta"], "vs_it_low": hit["ci_low"], "vs_it_high": hit["ci_high"],
+            "vs_it_p_holm": hit["p_holm"], "vs_it_significant": bool(hit["significant"])}
 
 
 def _cell(table: str, index: int, col: Column, run, shown: Mapping, value: float, paper_value: float,
@@ -359,9 +386,11 @@ def format_cell(cell: Mapping) -> str:
         ours += "†"
     if is_partial(cell.get("note")) and cell["ours"] is not None:
         ours += "‡"
-    if cell["diff"] is None:
-        return f"{ours} / {paper}"
-    return f"{ours} / {paper} (Δ {cell['diff']:+.{decimals}f})"
+    text = f"{ours} / {paper}" if cell["diff"] is None else f"{ours} / {paper} (Δ {cell['diff']:+.{decimals}f})"
+    if present(cell.get("vs_it")):
+        text += (f"; vs IT {cell['vs_it']:+.{decimals}f} [{cell['vs_it_low']:+.{decimals}f}, "
+                 f"{cell['vs_it_high']:+.{decimals}f}]" + ("*" if cell["vs_it_significant"] else ""))
+    return text
 
 
 def to_markdown(rows: list[dict], spec: TableSpec, label: str | None = None, epochs: float | None = None) -> str:
@@ -401,6 +430,8 @@ def to_markdown(rows: list[dict], spec: TableSpec, label: str | None = None, epo
         lines += ["", f"† judged by {', '.join(sorted(judges))}, not by the paper's GPT-4 judges."]
     if partial:
         lines += ["", PARTIAL_FOOTNOTE]
+    if any(present(c.get("vs_it")) for c in rows):
+        lines += ["", VS_IT_FOOTNOTE]
     if not rows:
         lines += ["", "No rows: neither the paper nor this configuration has any."]
     return "\n".join(lines) + "\n"
@@ -421,7 +452,7 @@ def write_table(rows: list[dict], spec: TableSpec, outdir: str | Path, label: st
                 epochs: float | None = None) -> tuple[Path, Path]:
     csv_name, md_name = filenames(spec.key)
     outdir = Path(outdir)
-    frame = pd.DataFrame([{k: r[k] for k in LONG_COLUMNS} for r in rows], columns=list(LONG_COLUMNS))
+    frame = pd.DataFrame([{k: r.get(k) for k in LONG_COLUMNS} for r in rows], columns=list(LONG_COLUMNS))
     with atomic_open(outdir / csv_name) as handle:
         frame.to_csv(handle, index=False, lineterminator="\n")
     with atomic_open(outdir / md_name) as handle:
@@ -431,7 +462,8 @@ def write_table(rows: list[dict], spec: TableSpec, outdir: str | Path, label: st
 
 def make_tables(keys: Iterable[str], eval_long: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame,
                 stats: pd.DataFrame | None, outdir: str | Path, label: str | None = None,
-                epochs: float | None = None, dataset_names: Mapping[str, str] | None = None) -> list[Path]:
+                epochs: float | None = None, dataset_names: Mapping[str, str] | None = None,
+                comparisons: pd.DataFrame | None = None) -> list[Path]:
     """Build and write the named tables; return the files written."""
     written = []
     epochs = main_epochs(runs, epochs)
@@ -442,7 +474,8 @@ def make_tables(keys: Iterable[str], eval_long: pd.DataFrame, runs: pd.DataFrame
             written += write_table(build_table5(stats, paper, runs, dataset_names), TABLE5, outdir, label)
         elif key in TABLES:
             spec = TABLES[key]
-            written += write_table(build_table(spec, eval_long, runs, paper, epochs), spec, outdir, label, epochs)
+            rows = build_table(spec, eval_long, runs, paper, epochs, comparisons)
+            written += write_table(rows, spec, outdir, label, epochs)
         else:
             raise ValueError(f"unknown table {key!r}; known: {', '.join(ALL_TABLES)}")
     return written

@@ -21,11 +21,13 @@ Policies (see paper_notes.md §6 and docs/DESIGN.md, "The data model"):
   header are masked (their pattern search can match only at position 0, see paper_notes.md §6).
   Modelled for the Llama-2 tokenizer, where a standalone header tokenises as BOS + the
   in-context header tokens. Its old name ``im_seed`` is still accepted (:func:`resolve_policy` logs
-  that it is deprecated): the name collided with random seeds (``method_seed``, ``im_seed_s1``).
-* ``weighted`` - the tokens ``it`` trains get weight 1, the other tokens ``im`` trains get
-  ``prompt_weight``; 0 reproduces ``it``, 1 reproduces ``im`` (given that ``it`` trains no
-  header, true for every example that starts with a user/system message and never has two
-  assistant turns in a row).
+  that it is deprecated): the name collided with random seeds (run groups' ``seeds``).
+* ``weighted`` - the tokens ``it`` trains get ``response_weight`` (lambda_r, default 1), the
+  other tokens ``im`` trains get ``prompt_weight`` (lambda_p); (0, 1) reproduces ``it``, (1, 1)
+  reproduces ``im`` (given that ``it`` trains no header, true for every example that starts
+  with a user/system message and never has two assistant turns in a row). What the loss
+  divides by (the weights' sum or the count of non-zero weights) is ``loss.py``'s
+  ``weight_normalisation``.
 """
 
 from __future__ import annotations
@@ -104,13 +106,16 @@ def im_authors_weights(roles: np.ndarray) -> np.ndarray:
     return _as_weights(trained)
 
 
-def weighted_weights(roles: np.ndarray, prompt_weight: float) -> np.ndarray:
-    """IT tokens weight 1, the other IM tokens ``prompt_weight`` (0 = ``it``, 1 = ``im``)."""
-    if not 0.0 <= prompt_weight <= 1.0:
-        raise ValueError(f"prompt_weight must be in [0, 1], got {prompt_weight}")
-    response = it_weights(roles)
-    prompt = (im_weights(roles) > 0) & (response == 0)
-    return np.where(prompt, np.float32(prompt_weight), response).astype(np.float32)
+def weighted_weights(roles: np.ndarray, prompt_weight: float, response_weight: float = 1.0) -> np.ndarray:
+    """IT tokens weight ``response_weight``, the other IM tokens ``prompt_weight`` ((0, 1) = ``it``,
+    (1, 1) = ``im``)."""
+    for name, value in (("prompt_weight", prompt_weight), ("response_weight", response_weight)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    response = it_weights(roles) > 0
+    prompt = (im_weights(roles) > 0) & ~response
+    return np.select([response, prompt], [np.float32(response_weight), np.float32(prompt_weight)],
+                     np.float32(0)).astype(np.float32)
 
 
 def resolve_policy(policy: str) -> str:
@@ -124,15 +129,19 @@ def resolve_policy(policy: str) -> str:
     return policy
 
 
-def label_weights(policy: str, roles: np.ndarray, prompt_weight: float | None = None) -> np.ndarray:
-    """Weights of one example under the named policy."""
+def label_weights(policy: str, roles: np.ndarray, prompt_weight: float | None = None,
+                  response_weight: float = 1.0) -> np.ndarray:
+    """Weights of one example under the named policy; only ``weighted`` takes weights (the others train
+    responses at 1)."""
     if policy == "weighted":
         if prompt_weight is None:
             raise ValueError("policy 'weighted' needs a prompt_weight")
-        return weighted_weights(roles, prompt_weight)
+        return weighted_weights(roles, prompt_weight, response_weight)
     if prompt_weight is not None:
         raise ValueError(f"policy {policy!r} takes no prompt_weight")
     policy = DEPRECATED_POLICIES.get(policy, policy)  # resolve_policy has said so once
+    if response_weight != 1.0:
+        raise ValueError(f"policy {policy!r} trains responses at weight 1, not {response_weight}")
     functions = {"it": it_weights, "im": im_weights, "im_authors": im_authors_weights}
     if policy not in functions:
         raise ValueError(f"unknown label policy {policy!r} (expected one of {', '.join(POLICIES)})")
@@ -145,14 +154,14 @@ def weights_to_labels(input_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(weights) > 0, input_ids, IGNORE_INDEX)
 
 
-def trained_share(record, policy: str, prompt_weight: float | None = None) -> float:
+def trained_share(record, policy: str, prompt_weight: float | None = None, response_weight: float = 1.0) -> float:
     """Trained label positions / all label positions (L - 1 per example), over the dataset."""
     trained = total = 0
     for i in range(len(record)):
         _, roles = record.example(i)
         if len(roles) < 2:
             continue
-        weights = label_weights(policy, roles, prompt_weight)
+        weights = label_weights(policy, roles, prompt_weight, response_weight)
         trained += int(np.count_nonzero(weights[1:]))
         total += len(roles) - 1
     return trained / total if total else 0.0

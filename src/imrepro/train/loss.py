@@ -16,6 +16,12 @@ Normalisations (docs/DESIGN.md "Training", paper_notes.md §6 "Loss reduction"):
   Numerator = sum_t w_t nll_t; denominator = sum of all weights in the step.
 
 Examples without a trained token (sum w == 0) add nothing to either.
+
+``weight_normalisation`` says what "sum of weights" means in both denominators above: ``sum`` - the
+weights themselves (LLaMA-Factory's per-token ``loss_weight``; this code before lambda_r existed);
+``count`` - the number of tokens whose weight is non-zero (Weighted Instruction Tuning and TRL's
+proposal), so a small lambda_p shrinks the prompt's gradient instead of being normalised away.
+With 0/1 weights (``it``, ``im``, ``im_seed``) the two are the same numbers exactly.
 """
 
 from __future__ import annotations
@@ -28,11 +34,23 @@ import torch
 import torch.nn.functional as F
 
 NORMALISATIONS = ("sequence_mean", "token_global")
+WEIGHT_NORMALISATIONS = ("sum", "count")
 
 
-def _check(normalisation: str) -> None:
+def check_normalisations(normalisation: str, weight_normalisation: str) -> None:
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown loss normalisation {normalisation!r} (expected one of {', '.join(NORMALISATIONS)})")
+    if weight_normalisation not in WEIGHT_NORMALISATIONS:
+        raise ValueError(f"unknown weight normalisation {weight_normalisation!r} "
+                         f"(expected one of {', '.join(WEIGHT_NORMALISATIONS)})")
+
+
+def denominator_weights(weights, weight_normalisation: str):
+    """What a denominator sums per token: the weights (``sum``) or 1 where the weight is non-zero (``count``)."""
+    if weight_normalisation == "sum":
+        return weights
+    nonzero = weights > 0
+    return nonzero.to(weights.dtype) if isinstance(weights, torch.Tensor) else nonzero.astype(weights.dtype)
 
 
 def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -82,29 +100,31 @@ def _per_example_sums(values: torch.Tensor, example_index: torch.Tensor | None) 
 
 
 def loss_numerator(nll: torch.Tensor, weights: torch.Tensor, example_index: torch.Tensor | None = None,
-                   normalisation: str = "sequence_mean") -> torch.Tensor:
+                   normalisation: str = "sequence_mean", weight_normalisation: str = "sum") -> torch.Tensor:
     """This micro-batch's share of the step loss numerator (a differentiable scalar).
 
     ``example_index`` gives the example of each position: a packed batch's ``[T]`` index, or a
     padded batch's ``[B, L]`` row ids; None means each row of ``[B, L]`` is one example.
     """
-    _check(normalisation)
+    check_normalisations(normalisation, weight_normalisation)
     weighted = weights.to(nll.dtype) * nll
     if normalisation == "token_global":
         return weighted.sum()
     sums = _per_example_sums(weighted, example_index)
-    totals = _per_example_sums(weights.to(nll.dtype), example_index)
+    totals = _per_example_sums(denominator_weights(weights.to(nll.dtype), weight_normalisation), example_index)
     # Dividing by 1 where the total is 0 keeps the gradient finite; those sums are 0 anyway.
     return (sums / torch.where(totals > 0, totals, torch.ones_like(totals))).sum()
 
 
-def step_denominator(example_weights: Iterable[np.ndarray | torch.Tensor], normalisation: str) -> float:
+def step_denominator(example_weights: Iterable[np.ndarray | torch.Tensor], normalisation: str,
+                     weight_normalisation: str = "sum") -> float:
     """Denominator of one optimizer step on this rank, from the weight arrays of all its examples.
 
     Sum the result over ranks (all-reduce) before dividing.
     """
-    _check(normalisation)
-    totals = [float(np.asarray(w, np.float64).sum()) for w in example_weights]
+    check_normalisations(normalisation, weight_normalisation)
+    totals = [float(denominator_weights(np.asarray(w, np.float64), weight_normalisation).sum())
+              for w in example_weights]
     if normalisation == "token_global":
         return float(sum(totals))
     return float(sum(t > 0 for t in totals))

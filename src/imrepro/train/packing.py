@@ -60,10 +60,11 @@ class Example:
                              f"must match input_ids ({n},)")
 
     @classmethod
-    def from_roles(cls, input_ids, roles, policy: str, prompt_weight: float | None = None) -> Example:
+    def from_roles(cls, input_ids, roles, policy: str, prompt_weight: float | None = None,
+                   response_weight: float = 1.0) -> Example:
         """Build an example from a role-record entry and a named label policy."""
         roles = np.asarray(roles, np.uint8)
-        return cls(input_ids, label_weights(policy, roles, prompt_weight), it_weights(roles) > 0)
+        return cls(input_ids, label_weights(policy, roles, prompt_weight, response_weight), it_weights(roles) > 0)
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -20,7 +20,7 @@ from imrepro.train.loss import token_nll
 def load_scoring_model(model_dir, precision: str = "bf16"):
     """``(model, attn_implementation, device)``: a causal LM for scoring, bf16 on a GPU when asked, else fp32."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if precision == "bf16" and device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if precision in ("auto", "bf16") and device == "cuda" else torch.float32
     model, attn = load_causal_lm(model_dir, dtype=dtype, device=device)
     return model, attn, device
 

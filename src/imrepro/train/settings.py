@@ -28,10 +28,20 @@ class TrainSettings:
     scratch_dir: str = _doc("resumable checkpoints (not a Snakemake output)", MISSING)
     # --- the method
     labels: str = _doc("label policy: it, im, im_authors or weighted", "it")
-    prompt_weight: float | None = _doc("instruction-token weight of the weighted policy (0 = it, 1 = im)")
+    prompt_weight: float | None = _doc("lambda_p: prompt-token weight of the weighted policy ((0, 1) = it, "
+                                       "(1, 1) = im)")
+    response_weight: float = _doc("lambda_r: response-token weight of the weighted policy (others: 1)", 1.0)
+    # sum reproduces this code before lambda_r, LLaMA-Factory's loss_weight and (for lambda_r = 1, which is all
+    # it sweeps) the PLW paper's setting as far as it is stated; count reproduces WIT (Chatterjee et al. 2025)
+    # and TRL's open WIT proposal. Both divide within each example under loss_normalisation sequence_mean,
+    # over the whole optimizer step under token_global; packing changes neither (imrepro.train.loss).
+    weight_normalisation: str = _doc("what a weighted loss divides by: sum (of the weights) or count (of the "
+                                     "tokens with a non-zero weight); equal for it/im/im_authors", "sum")
     neftune_alpha: float | None = _doc("NEFTune noise alpha; None = no noise")
     kl_lambda: float | None = _doc("weight of the authors' KL term; None = no KL")
     reference_logprobs: str | None = _doc("base-model token log-probs (.npy) for the KL term")
+    lora: dict | None = _doc("LoRA adapter (imrepro.train.lora): r, alpha, dropout, target_modules, "
+                             "modules_to_save, load_in_4bit; None = every weight is trained")
     # --- optimisation (the paper's hyper-parameters by default)
     epochs: float = _doc("passes over the data (fractional allowed)", 2)
     learning_rate: float = _doc("peak AdamW learning rate", 2e-5, config=True)
@@ -52,7 +62,9 @@ class TrainSettings:
     packing: bool = _doc("padding-free packs of whole examples (else right-padded rows)", True, config=True)
     token_budget: int = _doc("tokens per packed micro-batch", DEFAULT_TOKEN_BUDGET, config=True)
     per_device_batch_size: int = _doc("examples per padded micro-batch (packing: false)", 1, config=True)
-    precision: str = _doc("bf16, fp16 or fp32 (mixed precision on GPU; CPU always fp32)", "bf16", config=True)
+    precision: str = _doc("auto, bf16, fp16 or fp32: bf16/fp16 autocast over fp32 weights (fp16 GPU only); "
+                          "auto: bf16 where the GPU or CPU multiplies it natively (imrepro.train.precision)",
+                          "bf16", config=True)
     attn_implementation: str = _doc("auto, flash_attention_2, flex_attention, sdpa_varlen, sdpa or eager "
                                     "(auto: the fastest exact one available, imrepro.train.attention)",
                                     "auto", config=True)

@@ -2,12 +2,14 @@
 
 Readable top to bottom (nanoGPT style): :func:`train` is one screen of phases, each a short
 function below it: ``_build_accelerator``, ``_load_data`` (examples, label weights, the plan of
-optimizer steps), ``_build_model`` (attention implementation, trained-position logits),
-``_build_optimizer``, ``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or
-padded, each ``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean``
-or ``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
-atomic save. Runs as one process on CPU, or under ``accelerate launch`` (DDP or DeepSpeed
-ZeRO-2/3) on GPUs; the number of processes comes from the launcher.
+optimizer steps), ``_build_model`` (attention implementation, trained-position logits; a LoRA
+method's PEFT wrapper, imrepro.train.lora), ``_build_optimizer`` (the trainable parameters),
+``_resume``, then per step ``_optimizer_step`` (its micro-batches, packed or padded, each
+``_micro_batch_loss`` numerator divided by the step's denominator: ``sequence_mean`` or
+``token_global``; then ``_update``), ``_log_step``, checkpoint; finally ``_summary`` and the
+atomic save (a LoRA run: its adapter and the merged plain model). Runs as one process on CPU, or
+under ``accelerate launch`` (DDP or DeepSpeed ZeRO-2/3) on GPUs; the number of processes comes
+from the launcher.
 
 Resumable: every ``checkpoint_every`` optimizer steps the full state (model, optimizer,
 scheduler, RNG) goes to ``scratch_dir/checkpoint-<step>`` (not a Snakemake output, so it
@@ -35,10 +37,11 @@ import torch
 from imrepro.core import provenance
 from imrepro.core.models import load_causal_lm
 from imrepro.data.role_record import RoleRecord, load_role_record
-from imrepro.train import attention, packing
+from imrepro.train import attention, lora, packing
 from imrepro.train import loss as loss_lib
 from imrepro.train.label_policies import label_weights
 from imrepro.train.neftune import NEFTune, neftune_scale
+from imrepro.train.precision import cpu_has_native_bf16, resolve_mixed_precision
 from imrepro.train.schedule import equalise, micro_batches, optimizer_steps, rank_share
 from imrepro.train.settings import TrainSettings
 
@@ -61,7 +64,7 @@ class TrainingData:
 
 
 def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | None,
-                        reference: np.ndarray | None = None) -> TrainingData:
+                        reference: np.ndarray | None = None, response_weight: float = 1.0) -> TrainingData:
     """Examples with their loss weights. Examples in which the ``it`` policy trains nothing (no
     assistant token left, e.g. truncated away) are dropped for every policy, so that all arms
     of a comparison train on the same examples."""
@@ -75,7 +78,7 @@ def build_training_data(record: RoleRecord, labels: str, prompt_weight: float | 
         if not response.any():
             dropped += 1
             continue
-        weights = label_weights(labels, roles, prompt_weight)
+        weights = label_weights(labels, roles, prompt_weight, response_weight)
         examples.append(packing.Example(ids.astype(np.int64), weights, response))
         if reference is not None:
             refs.append(reference[record.offsets[i] : record.offsets[i + 1]])
@@ -99,8 +102,15 @@ def _reference_tensor(refs: list[np.ndarray], batch, packed: bool) -> torch.Tens
 
 
 def load_model(settings: TrainSettings, pad_id: int, attn_implementation: str):
-    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation)
+    quantized = lora.quantization_config(settings.lora, _compute_dtype(settings)) if settings.lora else None
+    model, attn = load_causal_lm(settings.model_path, dtype=torch.float32, attn_implementation=attn_implementation,
+                                 quantization_config=quantized)
     return _configure_model(model, settings, pad_id), attn
+
+
+def _compute_dtype(settings: TrainSettings) -> torch.dtype:
+    """The dtype of QLoRA's 4-bit matmuls: the mixed precision of a GPU run."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision, torch.float32)
 
 
 def _configure_model(model, settings: TrainSettings, pad_id: int):
@@ -189,7 +199,9 @@ class _Run:
     attn: str = ""  # the attention implementation that runs
     trained_logits: bool = False  # LM head only at trained positions (logits_to_keep)
     compute_dtype: torch.dtype = torch.float32
+    cpu_autocast: bool = False  # bf16 autocast of forward and loss on CPU, fp32 weights and optimizer
     noise: NEFTune | None = None
+    parameters: dict | None = None  # trainable and total parameter counts
 
 
 def train(settings: TrainSettings) -> dict:
@@ -214,20 +226,22 @@ def train(settings: TrainSettings) -> dict:
             _save_checkpoint(run.accelerator, Path(settings.scratch_dir), done, {"step": done, "history": history})
     bar.close()
     summary = _summary(run, history, start_step, time.perf_counter() - t_start)
-    _save_final(run.accelerator, run.model, settings, run.data.record, summary)
+    _save_final(run, summary)
     if writer:
         writer.close()
     return summary
 
 
 def _build_accelerator(settings: TrainSettings):
-    """One process, or the process group the launcher started; bf16 autocast on GPU."""
+    """One process, or the process group the launcher started; bf16 autocast where the settings ask
+    for it (imrepro.train.precision: on CPU too, over fp32 master weights)."""
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, set_seed
 
-    if settings.loss_normalisation not in loss_lib.NORMALISATIONS:
-        raise ValueError(f"unknown loss normalisation {settings.loss_normalisation!r}")
-    mixed = settings.precision if torch.cuda.is_available() and settings.precision != "fp32" else "no"
+    loss_lib.check_normalisations(settings.loss_normalisation, settings.weight_normalisation)
+    # On CPU the loop autocasts itself (_micro_batch_loss, run.cpu_autocast): accelerate's state is a
+    # per-process singleton whose precision cannot change between runs (tests, benchmarks alternate).
+    mixed = resolve_mixed_precision(settings.precision, "cuda") if torch.cuda.is_available() else "no"
     handlers = []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true" and not torch.cuda.is_available():
         handlers.append(InitProcessGroupKwargs(backend="gloo"))  # else accelerate counts one rank on CPU
@@ -249,7 +263,7 @@ def _load_data(settings: TrainSettings, accelerator) -> _Run:
     record = load_role_record(settings.record_path)
     pad_id = int(record.metadata.get("pad_id", record.input_ids.max() + 1))
     reference = np.load(settings.reference_logprobs) if settings.kl_lambda else None
-    data = build_training_data(record, settings.labels, settings.prompt_weight, reference)
+    data = build_training_data(record, settings.labels, settings.prompt_weight, reference, settings.response_weight)
     steps = optimizer_steps(len(data.examples), settings.effective_batch_size, settings.epochs, settings.seed)
     steps = steps[: settings.max_steps] if settings.max_steps is not None else steps
     log.info("%d examples (%d dropped: no response token left after truncation), %d optimizer steps, "
@@ -262,6 +276,8 @@ def _build_model(run: _Run, model=None) -> None:
     """The model with its attention implementation (imrepro.train.attention) and logits path;
     ``model``: an already built one instead of ``settings.model_path`` (benchmarks/gpu_check.py)."""
     settings = run.settings
+    if settings.lora:
+        lora.check_quantization(lora.check_spec(settings.lora), torch.cuda.is_available())
     attn = attention.resolve_training_attention(settings.attn_implementation, settings.packing,
                                                 run.accelerator.device.type)
     if model is None:
@@ -269,6 +285,9 @@ def _build_model(run: _Run, model=None) -> None:
     else:
         model.set_attn_implementation(attn)
         run.model, run.attn = _configure_model(model, settings, run.pad_id), attn
+    if settings.lora:  # after the resize: the new <pad> row belongs to the frozen base
+        run.model = lora.wrap(run.model, settings.lora, settings.gradient_checkpointing)
+    run.parameters = lora.parameter_counts(run.model)
     window = getattr(run.model.config, "sliding_window", None)
     if settings.packing and run.attn in ("sdpa", "eager") and window and max(run.data.lengths) > window:
         raise ValueError(f"attn_implementation {run.attn} with packing: the dense block mask ignores the model's "
@@ -276,8 +295,10 @@ def _build_model(run: _Run, model=None) -> None:
     # transformers' CausalLM forward takes logits_to_keep (an index tensor) and applies the LM head
     # (and any final soft-capping) only there; a model without it computes every position.
     run.trained_logits = settings.trained_logits_only and "logits_to_keep" in inspect.signature(
-        run.model.forward).parameters
-    log.info("attention %s, logits at %s positions", run.attn, "trained" if run.trained_logits else "all")
+        lora.base_forward(run.model)).parameters
+    log.info("attention %s, logits at %s positions; %d of %d parameters trained", run.attn,
+             "trained" if run.trained_logits else "all", run.parameters["trainable_parameters"],
+             run.parameters["total_parameters"])
 
 
 def _build_optimizer(run: _Run) -> None:
@@ -292,9 +313,11 @@ def _build_optimizer(run: _Run) -> None:
     def decays(name: str) -> bool:
         return not (name.endswith("bias") or "norm" in name)
 
-    named = list(run.model.named_parameters())
+    named = [(n, p) for n, p in run.model.named_parameters() if p.requires_grad]  # LoRA freezes the base
     groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
               {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+    # LoRA trains no norm: DeepSpeed drops an empty group, the lr schedule built on ours would not
+    groups = [g for g in groups if g["params"]]
     warmup = int(len(run.steps) * settings.warmup_ratio)
 
     def make_scheduler(opt):
@@ -311,7 +334,9 @@ def _build_optimizer(run: _Run) -> None:
     run.model, run.optimizer, run.scheduler = accelerator.prepare(run.model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(run.model)
     run.noise = NEFTune(unwrapped, settings.neftune_alpha) if settings.neftune_alpha else None
-    bf16 = accelerator.mixed_precision == "bf16" or _deepspeed_bf16(accelerator)
+    run.cpu_autocast = (accelerator.device.type == "cpu"
+                        and resolve_mixed_precision(settings.precision, "cpu") == "bf16")
+    bf16 = accelerator.mixed_precision == "bf16" or _deepspeed_bf16(accelerator) or run.cpu_autocast
     run.compute_dtype = torch.bfloat16 if bf16 else torch.float32
 
 
@@ -334,7 +359,7 @@ def _optimizer_step(run: _Run, step_index: int) -> dict:
     rank, world = accelerator.process_index, accelerator.num_processes
     step = run.steps[step_index]
     denominator = loss_lib.step_denominator([run.data.examples[i].weights for i in step],
-                                            settings.loss_normalisation)
+                                            settings.loss_normalisation, settings.weight_normalisation)
     lengths = run.data.lengths
     per_rank = [micro_batches(rank_share(step, r, world), lengths, settings.packing, settings.token_budget,
                               settings.per_device_batch_size) for r in range(world)]
@@ -374,7 +399,7 @@ def _micro_batch_loss(run: _Run, members, generator: torch.Generator):
     inputs = packing.model_inputs(batch, run.attn, dtype=run.compute_dtype)
     noise = (run.noise.active(neftune_scale(batch, settings.neftune_alpha, run.noise.embedding.embedding_dim),
                               generator) if run.noise else contextlib.nullcontext())
-    with noise:
+    with noise, torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.cpu_autocast):
         if run.trained_logits:
             keep = loss_lib.trained_positions(batch.weights)
             nll = loss_lib.token_nll_at(run.model(**inputs, logits_to_keep=keep).logits, batch.input_ids, keep)
@@ -387,7 +412,9 @@ def _micro_batch_loss(run: _Run, members, generator: torch.Generator):
         refs = [run.data.reference[i] for i in members]
         objective = nll + settings.kl_lambda * (-nll - _reference_tensor(refs, batch, settings.packing).to(nll.device))
     index = batch.example_index if settings.packing else None
-    return loss_lib.loss_numerator(objective, batch.weights, index, settings.loss_normalisation), nll, batch
+    numerator = loss_lib.loss_numerator(objective, batch.weights, index, settings.loss_normalisation,
+                                        settings.weight_normalisation)
+    return numerator, nll, batch
 
 
 def _update(run: _Run) -> torch.Tensor | None:
@@ -425,6 +452,10 @@ def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> di
         **settings.run_info,
         "labels": settings.labels,
         "prompt_weight": settings.prompt_weight,
+        "response_weight": settings.response_weight,
+        "weight_normalisation": settings.weight_normalisation,
+        "seed": settings.seed,
+        "learning_rate": settings.learning_rate,
         "neftune_alpha": settings.neftune_alpha,
         "kl_lambda": settings.kl_lambda,
         "n_examples": len(run.data.examples),
@@ -435,6 +466,10 @@ def _summary(run: _Run, history: list[dict], start_step: int, wall: float) -> di
         "world_size": run.accelerator.num_processes,
         "attn_implementation": run.attn,
         "logits_positions": "trained" if run.trained_logits else "all",
+        **run.parameters,
+        "adapter": lora.ADAPTER_DIR if settings.lora else None,
+        "precision": {"requested": settings.precision, "compute_dtype": str(run.compute_dtype).removeprefix("torch."),
+                      "device": run.accelerator.device.type, "cpu_native_bf16": cpu_has_native_bf16()},
         "final_loss": history[-1]["loss"] if history else None,
         "mean_tokens_per_s": _tokens_per_second(history[start_step:]),
         "wall_seconds": wall,
@@ -449,16 +484,28 @@ def _tokens_per_second(history: list[dict]) -> float | None:
     return sum(h["tokens"] for h in history) / seconds if seconds else None
 
 
-def _save_final(accelerator, model, settings: TrainSettings, record: RoleRecord, summary: dict) -> None:
+def _save_final(run: _Run, summary: dict) -> None:
     """Write the model directory atomically (temporary sibling, then rename), then drop the
-    scratch checkpoints: an interrupted save never leaves a half-written model."""
+    scratch checkpoints: an interrupted save never leaves a half-written model. A LoRA run writes
+    its adapter (``adapter/``) and the merged plain model."""
+    accelerator, settings = run.accelerator, run.settings
     out = Path(settings.output_dir)
     tmp = out.with_name(f".{out.name}.tmp")
-    state_dict = accelerator.get_state_dict(model)
+    unwrapped = accelerator.unwrap_model(run.model)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        save_tokenizer(record.metadata, tmp)
+    if settings.lora:
+        with lora.zero3_gathered(unwrapped, accelerator):  # every rank joins the gather
+            if accelerator.is_main_process:
+                lora.save_adapter(unwrapped, tmp)
+                configure = functools.partial(_configure_model, settings=settings, pad_id=run.pad_id)
+                lora.merged_model(unwrapped, settings, configure).save_pretrained(tmp, safe_serialization=True)
+    else:
+        state_dict = accelerator.get_state_dict(run.model)
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    if accelerator.is_main_process:
+        save_tokenizer(run.data.record.metadata, tmp)
         (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
@@ -468,7 +515,8 @@ def _save_final(accelerator, model, settings: TrainSettings, record: RoleRecord,
 
 def save_tokenizer(metadata: dict, directory: Path) -> None:
     """Store a Hugging Face tokenizer next to the weights (with the ``<pad>`` token added as the
-    authors did), so evaluation tools can load the model directory on its own."""
+    authors did, and the chat template the records were rendered in), so evaluation tools can load the
+    model directory on its own."""
     from transformers import AutoTokenizer, LlamaTokenizer
 
     if metadata.get("tokenizer_backend") == "sentencepiece":
@@ -483,4 +531,6 @@ def save_tokenizer(metadata: dict, directory: Path) -> None:
                                                   revision=metadata.get("tokenizer_revision"))
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    if metadata.get("chat_template_text"):  # records built in a chat template (absent in older records)
+        tokenizer.chat_template = metadata["chat_template_text"]  # the model is served as it was trained
     tokenizer.save_pretrained(directory)

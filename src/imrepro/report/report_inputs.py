@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from imrepro.train.label_policies import DEPRECATED_POLICIES
+
 RUNS_COLUMNS = ("run", "model", "model_paper_name", "dataset", "dataset_paper_name", "method",
                 "method_paper_name", "epochs", "is_base", "n_examples", "ratio_output_instruction", "judge_label")
 EVAL_COLUMNS = ("run", "benchmark", "metric", "value")  # required; "note" is optional
@@ -42,14 +44,16 @@ JUDGED_BENCHMARKS = ("MT-Bench", "AlpacaEval 1.0", "AlpacaEval 2.0")
 # the paper's arms (its method names): IT, the two instruction-modelling arms (the authors' code behind the
 # published numbers, and Eq. 4), NEFTune on each, KL-regularised IT (paper_arm)
 IT, IM, IM_EQ4 = "IT", "IM", "IM (Eq. 4)"
-PAPER_ARM_OF_LABELS = {"it": IT, "im_seed": IM, "im": IM_EQ4}
-NEFTUNE_ARM_OF_LABELS = {"it": "NEFTune", "im_seed": "IM+NEFTune"}
+PAPER_ARM_OF_LABELS = {"it": IT, "im_authors": IM, "im": IM_EQ4}
+NEFTUNE_ARM_OF_LABELS = {"it": "NEFTune", "im_authors": "IM+NEFTune"}
 
 
 def paper_arm(labels: str, neftune_alpha: str, kl_lambda: str, swept: str) -> str:
     """The paper's name of the method a run trains, from its declared attributes (runs.csv's ``labels``,
     ``neftune_alpha``, ``kl_lambda``, ``swept``), never from its ``method_paper_name`` label; "" where the
-    paper has no such method (the weighted policy, a sweep point, NEFTune with KL, ...)."""
+    paper has no such method (the weighted policy, a sweep point, NEFTune with KL, ...). A deprecated policy
+    name (``im_seed``) counts as its policy."""
+    labels = DEPRECATED_POLICIES.get(labels, labels)
     if swept or labels not in PAPER_ARM_OF_LABELS or (neftune_alpha and kl_lambda):
         return ""
     if neftune_alpha:

@@ -6,7 +6,7 @@ set and a held-out set (paper Fig. 3), regeneration BLEU (Table 2) and a few lm-
 the per-run results (``results/eval/<target>/<benchmark>.json``) become:
 
 * a long table, one row per (target, dataset, arm, seed, metric); arms are method ids, compared by
-  their labels policy (``it`` against ``im_seed`` and ``im``), shown by their ``paper_name`` (``label``);
+  their labels policy (``it`` against ``im_authors`` and ``im``), shown by their ``paper_name`` (``label``);
 * the study table: mean +- spread (sample standard deviation) over seeds per dataset and arm, the
   base model beside them, and one plain sentence per dataset saying whether IM's held-out output
   loss is below IT's: :func:`paired_verdict_lines` (paired over held-out examples, across seeds, the
@@ -30,10 +30,16 @@ from matplotlib.figure import Figure
 from imrepro.core.atomic import atomic_open, atomic_path
 from imrepro.eval.item_scores import output_loss_items
 from imrepro.report.comparisons import arm_difference
+from imrepro.train.label_policies import DEPRECATED_POLICIES
 
 BASE = "base"
 IT_POLICY = "it"
-IM_POLICIES = ("im_seed", "im")  # the authors' masking (published numbers) and Eq. 4
+IM_POLICIES = ("im_authors", "im")  # the authors' masking (published numbers) and Eq. 4
+
+
+def _policy(labels):
+    """A labels policy by its current name (``im_seed``: ``im_authors``); None (the base model) as it is."""
+    return DEPRECATED_POLICIES.get(labels, labels)
 COLUMNS = ["target", "dataset", "arm", "labels", "label", "seed", "metric", "value"]
 LOSS_METRICS = ("train_output_loss", "heldout_output_loss")
 REFERENCE_METRIC = "reference_output_loss"  # output loss of good answers (AlpacaEval's reference), where configured
@@ -67,8 +73,9 @@ def long_table(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, 
             raise ValueError(f"{path}: target {target!r} is not a study target")
         info = targets[target]
         for metric, value in _metrics(json.loads(path.read_text())).items():
-            rows.append({"target": target, "dataset": info["dataset"], "arm": info["arm"], "labels": info["labels"],
-                         "label": info["label"], "seed": info["seed"], "metric": metric, "value": value})
+            rows.append({"target": target, "dataset": info["dataset"], "arm": info["arm"],
+                         "labels": _policy(info["labels"]), "label": info["label"], "seed": info["seed"],
+                         "metric": metric, "value": value})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -116,7 +123,7 @@ def below_beyond_spread(summary: pd.DataFrame, dataset: str, arm: str,
 
 
 def verdict_lines(summary: pd.DataFrame) -> list[str]:
-    """One sentence per dataset and IM arm (labels ``im_seed``, then ``im``) about held-out output loss vs
+    """One sentence per dataset and IM arm (labels ``im_authors``, then ``im``) about held-out output loss vs
     the ``it`` arm, each arm named by its label."""
     arms = summary.drop_duplicates("arm")
     im_arms = [arm for policy in IM_POLICIES for arm in arms.loc[arms["labels"] == policy, "arm"]]
@@ -152,7 +159,7 @@ def paired_verdict_lines(result_paths: Iterable[str | os.PathLike], targets: Map
         items = output_loss_items(json.loads(path.read_text()), "heldout", str(path))
         if items:
             seeds.setdefault((info["dataset"], info["arm"]), []).append(items)
-            labels_of[info["arm"]] = info["labels"]
+            labels_of[info["arm"]] = _policy(info["labels"])
     references = [arm for arm, labels in labels_of.items() if labels == IT_POLICY]
     if len(references) != 1:  # no IT arm, or several: nothing to compare with
         return []

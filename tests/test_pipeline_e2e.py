@@ -120,10 +120,11 @@ def test_changing_one_method_reruns_only_its_branch(pipeline):
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = planned(result.stdout)
     assert jobs.pop("train_model") == 1
+    # eval_result: the copies of the per-model jobs' results; runs_table: runs.csv carries the method's settings
     per_target = {"lm_eval": 1, "model_outputs": 1, "humaneval": 1, "judge_mt_bench": 1, "judge_alpaca_eval": 2,
-                  "eval_summary": 1, "eval_items": 1}
-    downstream = {"eval_long_table": 1, "paper_table": len(TABLE_STEMS), "paper_figure": len(FIGURES), "provenance": 1,
-                  "comparisons": 1, "report": 1, "all": 1}
+                  "eval_summary": 1, "eval_items": 1, "eval_result": 3}
+    downstream = {"eval_long_table": 1, "runs_table": 1, "paper_table": len(TABLE_STEMS), "paper_figure": len(FIGURES),
+                  "provenance": 1, "comparisons": 1, "report": 1, "all": 1}
     jobs.pop("total")
     assert jobs == {**per_target, **downstream}
     outputs = [line for line in result.stdout.splitlines() if line.strip().startswith("output:")]
@@ -135,7 +136,9 @@ def test_changing_one_method_reruns_only_its_branch(pipeline):
 def test_one_figure_and_one_benchmark_rerun_alone(pipeline):
     figure = smk(pipeline, "-n", "--force", "results/figures/fig2.png")
     assert planned(figure.stdout) == {"paper_figure": 1, "total": 1}, figure.stdout[-2000:]
-    bench = smk(pipeline, "-n", "--force", f"results/eval/{RUN_IT}/piqa.json")
-    assert planned(bench.stdout) == {"lm_eval": 1, "total": 1}, bench.stdout[-2000:]  # that model's lm-eval job
+    copy = smk(pipeline, "-n", "--force", f"results/eval/{RUN_IT}/piqa.json")  # the result file: its local copy
+    assert planned(copy.stdout) == {"eval_result": 1, "total": 1}, copy.stdout[-2000:]
+    bench = smk(pipeline, "-n", "--force", f"results/eval/{RUN_IT}/lm_eval")  # that model's lm-eval job (folder)
+    assert planned(bench.stdout) == {"lm_eval": 1, "total": 1}, bench.stdout[-2000:]
     rescore = smk(pipeline, "-n", "--force", f"results/eval/{RUN_IT}/humaneval.json")
     assert planned(rescore.stdout) == {"humaneval": 1, "total": 1}, rescore.stdout[-2000:]  # the sandbox only

@@ -129,9 +129,16 @@ def trend_lines(table: pd.DataFrame, split: str = "heldout") -> list[str]:
     return lines
 
 
-def _ends(part: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def _ends(part: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
+    """The lowest-x and highest-x points and how their 95 % intervals separate: "up", "down" or "" (overlap)."""
     part = part.sort_values("x")
-    return part.iloc[0], part.iloc[-1]
+    first, last = part.iloc[0], part.iloc[-1]
+    return first, last, ("up" if first["ci_high"] < last["ci_low"] else "down" if last["ci_high"] < first["ci_low"]
+                         else "")
+
+
+def _gain(point: pd.Series) -> str:
+    return f"{point['gain']:+.3f} [{point['ci_low']:+.3f}, {point['ci_high']:+.3f}]"
 
 
 def reading_lines(table: pd.DataFrame, split: str = "heldout") -> list[str]:
@@ -140,21 +147,17 @@ def reading_lines(table: pd.DataFrame, split: str = "heldout") -> list[str]:
     lines = []
     ratio = table[(table["curve"] == "ratio") & (table["split"] == split)]
     if len(ratio) >= 2:
-        low, high = _ends(ratio)
-        verdict = ("agrees" if low["ci_high"] < high["ci_low"] else
-                   "disagrees" if high["ci_high"] < low["ci_low"] else "is inconclusive")
+        low, high, moved = _ends(ratio)
+        verdict = {"up": "agrees", "down": "disagrees", "": "is inconclusive"}[moved]
         lines.append(f"Fig. 2 left (the paper: IM's gain grows with ln ratio): ours {verdict}: gain "
-                     f"{low['gain']:+.3f} [{low['ci_low']:+.3f}, {low['ci_high']:+.3f}] at ratio {low['x']:.2g} vs "
-                     f"{high['gain']:+.3f} [{high['ci_low']:+.3f}, {high['ci_high']:+.3f}] at {high['x']:.2g} "
+                     f"{_gain(low)} at ratio {low['x']:.2g} vs {_gain(high)} at {high['x']:.2g} "
                      f"(agrees: the intervals separate upwards; disagrees: downwards).")
     size = table[(table["curve"] == "size") & (table["split"] == split)]
     if len(size) >= 2:
-        small, large = _ends(size)
-        verdict = ("agrees" if large["ci_high"] < small["ci_low"] else
-                   "disagrees" if small["ci_high"] < large["ci_low"] else "is inconclusive")
+        small, large, moved = _ends(size)
+        verdict = {"down": "agrees", "up": "disagrees", "": "is inconclusive"}[moved]
         lines.append(f"Fig. 2 right (the paper: the gain shrinks with ln size): ours {verdict}: gain "
-                     f"{small['gain']:+.3f} [{small['ci_low']:+.3f}, {small['ci_high']:+.3f}] with {small['x']:g} "
-                     f"examples vs {large['gain']:+.3f} [{large['ci_low']:+.3f}, {large['ci_high']:+.3f}] with "
+                     f"{_gain(small)} with {small['x']:g} examples vs {_gain(large)} with "
                      f"{large['x']:g} (agrees: the intervals separate downwards; disagrees: upwards).")
     pw = table[(table["curve"] == "prompt_weight") & (table["split"] == split)]
     for name, part in pw.groupby("set"):

@@ -349,3 +349,22 @@ def test_no_trained_token_after_truncation(inputs, sp_backend, tmp_path):
         train(s)
     assert not Path(s.output_dir).exists()
     assert not Path(s.scratch_dir).exists()
+
+
+def test_scoring_only_wanted_tokens_matches_full_scoring(inputs):
+    """``wanted`` runs the LM head only where needed: the same log-probs there, NaN elsewhere."""
+    from transformers import AutoModelForCausalLM
+
+    from imrepro.data.role_record import load_role_record
+    from imrepro.train.label_policies import it_weights
+    from imrepro.train.scoring import token_logprobs
+
+    record = load_role_record(inputs["record"])
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], attn_implementation="sdpa")
+    wanted = np.concatenate([it_weights(record.roles[record.offsets[i]: record.offsets[i + 1]]) > 0
+                             for i in range(len(record))])
+    full = token_logprobs(model, record, 1024, "sdpa", progress=False)
+    part = token_logprobs(model, record, 1024, "sdpa", progress=False, wanted=wanted)
+    assert 0 < wanted.sum() < len(wanted)
+    np.testing.assert_allclose(part[wanted], full[wanted], rtol=1e-5, atol=1e-5)
+    assert np.isnan(part[~wanted]).all()

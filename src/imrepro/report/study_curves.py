@@ -193,6 +193,8 @@ def curves_figure(table: pd.DataFrame, paper_fits: Mapping[str, tuple[float, flo
     for ax, curve, xlabel, side in ((axes[0], "ratio", "instruction/output length ratio (words)", "left"),
                                     (axes[1], "size", "training examples", "right")):
         part = table[table["curve"] == curve]
+        if part.empty:
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="grey")
         for i, (split, rows) in enumerate(part.groupby("split")):
             rows = rows.sort_values("x")
             ax.errorbar(rows["x"].to_numpy(), rows["gain"].to_numpy(),

@@ -7,6 +7,8 @@ in padding-free packs, so the result is exact per example and independent of the
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -14,7 +16,7 @@ from tqdm import tqdm
 from imrepro.core.models import load_causal_lm
 from imrepro.data.role_record import RoleRecord
 from imrepro.train import packing
-from imrepro.train.loss import token_nll
+from imrepro.train.loss import token_nll, token_nll_at, trained_positions
 
 
 def load_scoring_model(model_dir, precision: str = "bf16"):
@@ -27,11 +29,20 @@ def load_scoring_model(model_dir, precision: str = "bf16"):
 
 @torch.no_grad()
 def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementation: str,
-                   device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
+                   device: torch.device | str = "cpu", progress: bool = True,
+                   wanted: np.ndarray | None = None) -> np.ndarray:
     """Flat float32 array aligned with ``record.input_ids``: ``log p(x_t | x_<t)``, 0 at each
-    example's first token."""
+    example's first token.
+
+    ``wanted`` (bool, aligned with ``record.input_ids``): only these tokens are scored, the others are
+    NaN. The LM head then runs only at the positions that predict them (``logits_to_keep``): with
+    Gemma's 262k-token vocabulary that head costs more than the rest of the model per position.
+    """
     model.eval()
     dtype = next(model.parameters()).dtype
+    if wanted is not None and len(wanted) != len(record.input_ids):
+        raise ValueError(f"wanted has {len(wanted)} entries for {len(record.input_ids)} tokens")
+    selective = wanted is not None and "logits_to_keep" in inspect.signature(model.forward).parameters
     out = np.zeros(len(record.input_ids), dtype=np.float32)
     lengths = record.lengths
     packs = packing.plan_packs(lengths.tolist(), token_budget)
@@ -42,11 +53,19 @@ def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementa
             examples.append(packing.Example(ids.astype(np.int64), np.zeros(len(ids), np.float32),
                                             np.zeros(len(ids), bool)))
         batch = packing.collate_packed(examples).to(device)
-        logits = model(**packing.model_inputs(batch, attn_implementation, dtype=dtype)).logits
-        logp = (-token_nll(logits, batch.input_ids))[0].float().cpu().numpy()
+        inputs = packing.model_inputs(batch, attn_implementation, dtype=dtype)
+        if selective:
+            mask = np.concatenate([wanted[record.offsets[i] : record.offsets[i + 1]] for i in pack])
+            keep = trained_positions(torch.as_tensor(mask, dtype=torch.float32, device=device)[None])
+            nll = token_nll_at(model(**inputs, logits_to_keep=keep).logits, batch.input_ids, keep)
+        else:
+            nll = token_nll(model(**inputs).logits, batch.input_ids)
+        logp = (-nll)[0].float().cpu().numpy()
         start = 0
         for i, n in zip(pack, batch.seq_lens, strict=True):
             out[record.offsets[i] : record.offsets[i] + n] = logp[start : start + n]
             out[record.offsets[i]] = 0.0
             start += n
+    if wanted is not None:
+        out[~wanted] = np.nan
     return out

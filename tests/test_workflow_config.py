@@ -384,7 +384,8 @@ def test_study_profile_dry_run(tmp_path):
     assert out.count("rule train_model:") == 28 and "--tasks piqa" not in out  # Fig. 2 right, PIQA: opt-in
     sizes = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "study", "--config",
                    "use_run_groups=[study_ratio,study_size,study_prompt_weight,study_piqa]")
-    assert sizes.returncode == 0 and "study_r8_n8_draw1" in sizes.stdout and "--tasks piqa" in sizes.stdout, sizes.stdout[-3000:]
+    assert sizes.returncode == 0, sizes.stdout[-3000:]
+    assert "study_r8_n8_draw1" in sizes.stdout and "--tasks piqa" in sizes.stdout
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
 

@@ -186,12 +186,17 @@ def _templated(backend, template):
     return templated
 
 
+def _templated_record(backend, template, n=2):
+    """(templated backend, examples, role record): the system-prompt chat and the shipped examples."""
+    templated = _templated(backend, template)
+    examples = [SYSTEM_CHAT, *_examples(n)]
+    return templated, examples, build_role_record(examples, templated, max_length=None, progress=False)
+
+
 def test_gemma3_template_roles_and_one_bos(backend):
     from imrepro.data.chat_format import Role
 
-    gemma = _templated(backend, GEMMA3_TEMPLATE)
-    examples = [SYSTEM_CHAT, *_examples()]
-    record = build_role_record(examples, gemma, max_length=None, progress=False)
+    gemma, examples, record = _templated_record(backend, GEMMA3_TEMPLATE)
     for i, example in enumerate(examples):
         ids, roles = record.example(i)
         assert ids[0] == backend.bos_id and ids[1] != backend.bos_id and roles[0] == Role.BOS
@@ -206,9 +211,7 @@ def test_gemma3_template_roles_and_one_bos(backend):
 
 
 def test_gemma3_generation_prompts_are_the_training_prefix(backend):
-    gemma = _templated(backend, GEMMA3_TEMPLATE)
-    examples = [SYSTEM_CHAT, *_examples(4)]
-    record = build_role_record(examples, gemma, max_length=None, progress=False)
+    gemma, examples, record = _templated_record(backend, GEMMA3_TEMPLATE, 4)
     for i, example in enumerate(examples):
         ids, _ = record.example(i)
         prompt = backend.tok(gemma.template.generation_prompt(example["messages"][:-1]), add_special_tokens=False)
@@ -219,9 +222,7 @@ def test_generation_markers_agree_with_return_assistant_tokens_mask(backend):
     """Our answer tokens (assistant content + end of turn) are exactly transformers' assistant mask."""
     from imrepro.data.chat_format import Role
 
-    marked = _templated(backend, MARKED_TEMPLATE)
-    examples = [SYSTEM_CHAT, *_examples()]
-    record = build_role_record(examples, marked, max_length=None, progress=False)
+    marked, examples, record = _templated_record(backend, MARKED_TEMPLATE)
     for i, example in enumerate(examples):
         ids, roles = record.example(i)
         out = backend.tok.apply_chat_template(example["messages"], chat_template=MARKED_TEMPLATE.read_text(),

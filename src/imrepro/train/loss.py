@@ -26,6 +26,7 @@ With 0/1 weights (``it``, ``im``, ``im_seed``) the two are the same numbers exac
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -67,6 +68,12 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     flat = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none")
     next_token_nll = flat.view(input_ids.shape)
     return F.pad(next_token_nll[..., :-1], (1, 0))
+
+
+def takes_logits_to_keep(forward) -> bool:
+    """Whether a CausalLM ``forward`` takes ``logits_to_keep`` (an index tensor): transformers then applies
+    the LM head (and any final soft-capping) only there; a model without it computes every position."""
+    return "logits_to_keep" in inspect.signature(forward).parameters
 
 
 def trained_positions(weights: torch.Tensor) -> torch.Tensor:

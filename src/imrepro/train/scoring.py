@@ -7,8 +7,6 @@ in padding-free packs, so the result is exact per example and independent of the
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -16,7 +14,7 @@ from tqdm import tqdm
 from imrepro.core.models import load_causal_lm
 from imrepro.data.role_record import RoleRecord
 from imrepro.train import packing
-from imrepro.train.loss import token_nll, token_nll_at, trained_positions
+from imrepro.train.loss import takes_logits_to_keep, token_nll, token_nll_at, trained_positions
 
 
 def load_scoring_model(model_dir, precision: str = "bf16"):
@@ -42,7 +40,7 @@ def token_logprobs(model, record: RoleRecord, token_budget: int, attn_implementa
     dtype = next(model.parameters()).dtype
     if wanted is not None and len(wanted) != len(record.input_ids):
         raise ValueError(f"wanted has {len(wanted)} entries for {len(record.input_ids)} tokens")
-    selective = wanted is not None and "logits_to_keep" in inspect.signature(model.forward).parameters
+    selective = wanted is not None and takes_logits_to_keep(model.forward)
     out = np.zeros(len(record.input_ids), dtype=np.float32)
     lengths = record.lengths
     packs = packing.plan_packs(lengths.tolist(), token_budget)

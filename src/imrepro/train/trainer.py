@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
@@ -292,10 +291,7 @@ def _build_model(run: _Run, model=None) -> None:
     if settings.packing and run.attn in ("sdpa", "eager") and window and max(run.data.lengths) > window:
         raise ValueError(f"attn_implementation {run.attn} with packing: the dense block mask ignores the model's "
                          f"sliding window ({window} tokens < examples of {max(run.data.lengths)}); use auto")
-    # transformers' CausalLM forward takes logits_to_keep (an index tensor) and applies the LM head
-    # (and any final soft-capping) only there; a model without it computes every position.
-    run.trained_logits = settings.trained_logits_only and "logits_to_keep" in inspect.signature(
-        lora.base_forward(run.model)).parameters
+    run.trained_logits = settings.trained_logits_only and loss_lib.takes_logits_to_keep(lora.base_forward(run.model))
     log.info("attention %s, logits at %s positions; %d of %d parameters trained", run.attn,
              "trained" if run.trained_logits else "all", run.parameters["trainable_parameters"],
              run.parameters["total_parameters"])

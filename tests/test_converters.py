@@ -218,6 +218,28 @@ def test_size_subsets_are_deterministic_random_draws_from_one_pool():
     assert small != size_subset(examples, 40, 1.0, pool=120, seed=4)
 
 
+def test_word_limits_keep_only_examples_that_fit(tmp_path):
+    """max_words (size subsets) and max_instruction_words (held-out and reference slices) draw only from
+    examples within the limit, so a short max length cuts no example's whole answer."""
+    from conftest import REPO
+    from imrepro.data.stats import instruction_output_words
+
+    examples = synthetic({"mix": 300})
+    fit = size_subset(examples, 20, 1.0, pool=60, seed=3, max_words=6)
+    assert len(fit) == 20 and all(sum(instruction_output_words(e)) <= 6 for e in fit)
+    assert any(sum(instruction_output_words(e)) > 6 for e in size_subset(examples, 20, 1.0, pool=60, seed=3))
+    source = write_jsonl(tmp_path / "in.jsonl", examples)
+    out = tmp_path / "head.jsonl"
+    assert run_converter("head", [source], out, {"count": 10, "max_instruction_words": 4}) == 10
+    short = [e for e in examples if instruction_output_words(e)[0] <= 4][:10]
+    assert [e["id"] for e in load_messages_jsonl(out)] == [e["id"] for e in short]
+    with pytest.raises(ValueError, match="with at most 1 instruction words"):
+        run_converter("head", [source], out, {"count": 10, "max_instruction_words": 1})
+    reference = REPO / "resources/eval/alpaca_eval/gpt4_1106_preview_outputs.json"
+    run_converter("alpaca_eval_outputs", [reference], out, {"count": 64, "seed": 0, "max_instruction_words": 20})
+    assert all(instruction_output_words(e)[0] <= 20 for e in load_messages_jsonl(out))
+
+
 def test_alpaca_eval_reference_outputs_become_scorable_examples(tmp_path):
     """The shipped GPT-4-turbo reference (AlpacaEval 2.0): a seeded sample, instruction and answer
     verbatim as the user and assistant turns, in the file's order; a record without its output is

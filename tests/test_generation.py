@@ -352,6 +352,17 @@ def test_model_job_scores_losses_before_vllm_starts(monkeypatch, tiny_model, sp_
     assert json.loads((tmp_path / "alpaca.json").read_text())[0]["output"] == "p0s0\ndef tail"
 
 
+def test_output_loss_alone_loads_no_generator(monkeypatch, tiny_model, sp_backend, tmp_path):
+    """Output loss alone scores tokenized records: no tokenizer or generator is loaded (seconds per study job)."""
+    from imrepro.eval import model_outputs
+
+    monkeypatch.setattr(model_outputs, "load_generator", lambda *a, **k: pytest.fail("a generator was loaded"))
+    every = _every_job(tmp_path, _record(sp_backend, tmp_path / "r.parquet"))
+    stats = run_jobs(tiny_model, parse_jobs({"output_loss": every["output_loss"]}), model_id="m", progress=False)
+    assert stats["benchmarks"]["output_loss"]["n_train"] == 3
+    assert len(json.loads((tmp_path / "output_loss.json").read_text())["heldout"]["losses"]) == 3
+
+
 HUMANEVAL = {"output": "h.jsonl", "n_samples": 2, "temperatures": [0.1], "top_p": 0.95, "max_new_tokens": 8}
 
 

@@ -380,12 +380,14 @@ def test_study_profile_dry_run(tmp_path):
     assert "--tokenizer-backend hf --tokenizer-path results/models/gemma3_270m" in out
     assert '"labels": "im"' in out and '"seed": 2' in out and "__study_r8__im__ep2__s2d" in out
     assert "__study_r0p05__plw__ep2__s2d__prompt_weight0p01" in out  # the prompt-weight sweep, redrawn data
-    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" not in out  # reference answers; Fig. 2 right opt-in
-    assert out.count("rule train_model:") == 28 and "--tasks piqa" not in out  # Fig. 2 right, PIQA: opt-in
-    sizes = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "study", "--config",
-                   "use_run_groups=[study_ratio,study_size,study_prompt_weight,study_piqa]")
-    assert sizes.returncode == 0, sizes.stdout[-3000:]
-    assert "study_r8_n8_draw1" in sizes.stdout and "--tasks piqa" in sizes.stdout
+    assert "alpaca_eval_outputs" in out and "study_r8_n8_draw1" in out  # reference answers; Fig. 2 right
+    assert '"max_instruction_words": 20' in out and '"max_words": 38' in out  # sets that fit max length 64
+    assert out.count("rule train_model:") == 36 and "--tasks piqa" not in out  # PIQA: opt-in
+    assert "OMP_NUM_THREADS=2" not in out  # one thread a job, two jobs at once
+    piqa = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "-p", "study", "--config",
+                  "use_run_groups=[study_ratio,study_size,study_prompt_weight,study_piqa]")
+    assert piqa.returncode == 0, piqa.stdout[-3000:]
+    assert "--tasks piqa" in piqa.stdout and "--num-fewshot piqa=0" in piqa.stdout
     for rule in ("study_tables", "study_token_shares", "study_docs"):
         assert f"rule {rule}:" in out
 

@@ -133,19 +133,25 @@ def convert_parquet_messages(inputs: list[Path], output: Path) -> int:
 
 
 @converter("alpaca_eval_outputs")
-def convert_alpaca_eval_outputs(inputs: list[Path], output: Path, *, count: int, seed: int = 42) -> int:
+def convert_alpaca_eval_outputs(inputs: list[Path], output: Path, *, count: int, seed: int = 42,
+                                max_instruction_words: int | None = None) -> int:
     """A seeded sample of ``count`` records of an AlpacaEval ``model_outputs.json`` (``[{dataset,
     instruction, output, generator}]``, e.g. the GPT-4-turbo reference of AlpacaEval 2.0) as
     single-turn examples, the instruction as the user turn (no template: AlpacaEval sends it as is),
-    the output as the answer; in the file's order, so that output loss can score good answers."""
+    the output as the answer; in the file's order, so that output loss can score good answers.
+    ``max_instruction_words``: sample only instructions that short (answers left to score at a short max length)."""
+    from imrepro.data.subsets import fitting
+
     path = _single(inputs, "alpaca_eval_outputs")
     records = _load_json_list(path, ("dataset", "instruction", "output", "generator"))
-    if count > len(records):
-        raise ValueError(f"alpaca_eval_outputs: asked for {count} records, {path} has {len(records)}")
-    chosen = sorted(random.Random(seed).sample(range(len(records)), k=count))
-    return write_messages_jsonl((make_example(f"alpaca_eval/{records[i]['generator']}", f"alpaca_eval_{i}",
-                                              records[i]["instruction"], records[i]["output"]) for i in chosen),
-                                output)
+    examples = [make_example(f"alpaca_eval/{r['generator']}", f"alpaca_eval_{i}", r["instruction"], r["output"])
+                for i, r in enumerate(records)]
+    examples = fitting(examples, max_instruction_words=max_instruction_words)
+    if count > len(examples):
+        which = f" with at most {max_instruction_words} instruction words" if max_instruction_words else ""
+        raise ValueError(f"alpaca_eval_outputs: asked for {count} records, {path} has {len(examples)}{which}")
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), k=count))
+    return write_messages_jsonl((examples[i] for i in chosen), output)
 
 
 # ---- derived datasets: inputs are canonical JSONL files ----------------------------------
@@ -203,18 +209,24 @@ def convert_ratio_subset(inputs: list[Path], output: Path, *, target_ratio: floa
 
 @converter("size_subset")
 def convert_size_subset(inputs: list[Path], output: Path, *, size: int, target_ratio: float,
-                        pool: int, seed: int = 42) -> int:
+                        pool: int, seed: int = 42, max_words: int | None = None) -> int:
     from imrepro.data.subsets import size_subset
     examples = list(read_messages_jsonl(_single(inputs, "size_subset")))
-    return write_messages_jsonl(size_subset(examples, size, target_ratio, pool, seed), output)
+    return write_messages_jsonl(size_subset(examples, size, target_ratio, pool, seed, max_words), output)
 
 
 @converter("head")
-def convert_head(inputs: list[Path], output: Path, *, count: int, skip: int = 0) -> int:
-    """The examples ``skip .. skip+count`` in file order (demo slices, held-out slices)."""
-    examples = list(read_messages_jsonl(_single(inputs, "head")))
+def convert_head(inputs: list[Path], output: Path, *, count: int, skip: int = 0,
+                 max_instruction_words: int | None = None) -> int:
+    """The examples ``skip .. skip+count`` in file order (demo slices, held-out slices); with
+    ``max_instruction_words``, of those whose instruction is that short (answers left to score)."""
+    from imrepro.data.subsets import fitting
+
+    path = _single(inputs, "head")
+    examples = fitting(list(read_messages_jsonl(path)), max_instruction_words=max_instruction_words)
     if skip + count > len(examples):
-        raise ValueError(f"head: asked for examples {skip}..{skip + count}, file has {len(examples)}")
+        which = f" with at most {max_instruction_words} instruction words" if max_instruction_words else ""
+        raise ValueError(f"head: asked for examples {skip}..{skip + count}, {path} has {len(examples)}{which}")
     return write_messages_jsonl(examples[skip : skip + count], output)
 
 

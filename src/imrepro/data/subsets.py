@@ -34,8 +34,22 @@ def ratio_subset(examples: Sequence[Example], target_ratio: float, count: int, s
 
 
 def size_subset(examples: Sequence[Example], size: int, target_ratio: float, pool: int,
-                seed: int = 42) -> list[Example]:
+                seed: int = 42, max_words: int | None = None) -> list[Example]:
+    """``max_words``: draw only from examples of at most that many words (instruction + output), e.g. those
+    that fit a short max length whole, so that truncation drops no example's output."""
     if size > pool:
         raise ValueError(f"size subset: size {size} is larger than the pool of {pool}")
+    if max_words is not None:
+        examples = fitting(examples, max_words=max_words)
     candidates = ratio_subset(examples, target_ratio, pool, seed)
     return random.Random(seed).sample(candidates, k=size)
+
+
+def fitting(examples: Sequence[Example], *, max_words: int | None = None,
+            max_instruction_words: int | None = None) -> list[Example]:
+    """The examples within the word limits (instruction + output, and instruction alone), in order."""
+    def fits(example: Example) -> bool:
+        instruction, output = instruction_output_words(example)
+        return ((max_words is None or instruction + output <= max_words)
+                and (max_instruction_words is None or instruction <= max_instruction_words))
+    return [example for example in examples if fits(example)]

@@ -167,8 +167,9 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
     stats = {"model": str(model_dir), "model_id": model_id, "seed": seed, "benchmarks": {},
              "provenance": provenance.collect()}
     generator = None
+    generating = [name for name in jobs if name != "output_loss"]
     if "output_loss" in jobs:
-        if select_backend(backend) == "hf":  # generation will use this model: load it once
+        if generating and select_backend(backend) == "hf":  # generation will use this model: load it once
             generator = load_generator(model_dir, backend="hf", batch_size=batch_size, precision=precision,
                                        progress=progress, tokenizer_model=tokenizer_model,
                                        chat_template=chat_template)
@@ -176,13 +177,12 @@ def run_jobs(model_dir: str | Path, jobs: Mapping, *, model_id: str, backend: st
         else:
             from imrepro.train.scoring import load_scoring_model
 
-            model, attn, device = load_scoring_model(model_dir)
+            model, attn, device = load_scoring_model(model_dir, precision)  # no tokenizer: records are tokenized
         stats["benchmarks"]["output_loss"] = _timed(run_output_loss, jobs["output_loss"], model_dir, model, attn,
                                                     device)
         del model
         if generator is None:  # free the GPU for vLLM
             _free_accelerator_memory()
-    generating = [name for name in jobs if name != "output_loss"]
     if generating and generator is None:
         generator = load_generator(model_dir, backend=backend, batch_size=batch_size, precision=precision,
                                    progress=progress, tokenizer_model=tokenizer_model, chat_template=chat_template)

@@ -55,7 +55,7 @@ rule train_model:
     input:
         unpack(get_train_inputs),
     output:
-        directory(train_dir("{run}")),
+        trained_model_output("{run}"),
     log:
         f"{LOGS}/train/train_model/{{run}}.log",
     benchmark:

@@ -66,6 +66,13 @@ def get_train_launcher(wildcards, resources):
             f"--main_process_port {port} --use_deepspeed --deepspeed_config_file {ds_config}")
 
 
+def trained_model_output(run):
+    """train_model's output, the model directory: temp() where training.keep_models is false, so that each model
+    is deleted once every job that reads it is done (the study's 36 full Gemma models are 1 GB each)."""
+    out = directory(train_dir(run))
+    return out if CHECKED_CONFIG["training"]["keep_models"] else temp(out)
+
+
 def get_train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {"record": record_path(model_tokenizer(run.model), run.train_dataset),

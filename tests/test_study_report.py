@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from imrepro.report import study
+from imrepro.report.paired_stats import paired_difference
 
 HELDOUT = {"it": [3.0, 3.1, 3.2], "im_seed": [2.5, 2.55, 2.6], "im": [2.9, 3.3, 3.05]}
 LABELS = {"it": "IT", "im_seed": "IM", "im": "IM (Eq. 4)"}  # method id -> paper_name (display only)
@@ -137,13 +138,13 @@ def _curve_results(tmp_path):
     base = [2.0, 2.5, 3.0, 3.5, 2.2, 2.9]
     paths, targets = [], {}
     for dataset, arms in offsets.items():
-        for arm, offset in arms.items():
+        for k, (arm, offset) in enumerate(arms.items()):
             for seed in (1, 2, 3):
                 target = f"m__{dataset}__{arm}__s{seed}"
                 pw = 0.1 if arm.startswith("plw") else None
                 targets[target] = {"dataset": dataset, "arm": arm, "labels": "weighted" if pw else arm, "seed": seed,
                                    "label": f"PLW (prompt_weight {pw:g})" if pw else arm.upper(), "prompt_weight": pw}
-                noise = [0.01 * ((i * seed) % 3 - 1) for i in range(len(base))]
+                noise = [0.01 * ((i * seed + k * i) % 3 - 1) for i in range(len(base))]  # differs per item and arm
                 losses = [b + offset + n for b, n in zip(base, noise, strict=True)]
                 part = {"ids": [f"x{i}" for i in range(len(base))], "losses": losses, "mean": sum(losses) / len(losses)}
                 paths.append(_write(tmp_path, target, "output_loss",
@@ -158,17 +159,21 @@ def test_paired_gains_and_the_three_curves(tmp_path):
     paths, targets = _curve_results(tmp_path)
     items = study_curves.item_losses(paths, targets)
     assert len(items) == 2 * 3 * 3 * 6 * 2  # sets x arms x seeds x examples x splits
-    hi = study_curves.paired_gain(items, "hi", "im", "it", "heldout")
+    hi = study_curves.paired_gain(items, "hi", "im", "it", "heldout", n_resamples=999)
     assert hi["n_items"] == 6 and hi["seeds_arm"] == hi["seeds_it"] == 3
-    assert hi["gain"] == pytest.approx(0.3) and hi["ci_low"] < 0.3 < hi["ci_high"] and hi["ci_low"] > 0.25
-    lo = study_curves.paired_gain(items, "lo", "im", "it", "heldout")
-    assert lo["gain"] == pytest.approx(-0.05) and lo["ci_high"] < 0
+    assert hi["gain"] == pytest.approx(0.3, abs=0.01) and hi["ci_low"] < hi["gain"] < hi["ci_high"]
+    assert hi["ci_low"] > 0.25 and hi["p_value"] < 0.05  # the paired bootstrap and sign-flip test of comparisons
+    means = items[(items["dataset"] == "hi") & (items["split"] == "heldout")].groupby(["arm", "item"])["loss"].mean()
+    expected = paired_difference((means["im"]).to_numpy(), means["it"].to_numpy(), n_resamples=999)
+    assert (hi["gain"], hi["ci_low"], hi["ci_high"]) == (expected.delta, expected.ci_low, expected.ci_high)
+    lo = study_curves.paired_gain(items, "lo", "im", "it", "heldout", n_resamples=999)
+    assert lo["gain"] == pytest.approx(-0.05, abs=0.01) and lo["ci_high"] < 0
     assert study_curves.paired_gain(items, "nowhere", "im", "it", "heldout") is None
 
     curves = {"reference_arm": "it", "im_arm": "im", "ratio_sets": ["lo", "hi"], "size_sets": ["hi"],
               "prompt_weight": {"sets": {"short": "hi", "long": "lo"}}}
     swept = {"plw__prompt_weight0.1": {"label": "PLW (prompt_weight 0.1)", "prompt_weight": 0.1}}
-    table = study_curves.curve_table(items, curves, {"lo": 0.05, "hi": 8.0}, {"hi": 32}, swept)
+    table = study_curves.curve_table(items, curves, {"lo": 0.05, "hi": 8.0}, {"hi": 32}, swept, n_resamples=999)
     heldout = table[table["split"] == "heldout"].set_index(["curve", "set", "dataset", "arm"])
     assert heldout.loc[("ratio", "", "hi", "im"), "x"] == 8.0
     assert heldout.loc[("size", "", "hi", "im"), "x"] == 32

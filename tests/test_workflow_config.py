@@ -330,6 +330,7 @@ def test_demo_dry_run_is_offline_and_small(tmp_path):
     result = invoke(tmp_path, "--profile", str(REPO / "profiles" / "demo"), "-n")
     assert result.returncode == 0, result.stdout
     assert "huggingface.co" not in result.stdout
+    assert "rule train_model:" in result.stdout and "temporary output results/train/" not in result.stdout  # kept
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -384,6 +385,7 @@ def test_study_profile_dry_run(tmp_path):
     assert '"max_instruction_words": 20' in out and '"max_words": 38' in out  # sets that fit max length 64
     assert out.count("rule train_model:") == 36 and "--tasks piqa" not in out  # PIQA: opt-in
     assert "OMP_NUM_THREADS=2" not in out  # one thread a job, two jobs at once
+    assert out.count("Would remove temporary output results/train/") == 36  # keep_models: false, 1 GB each
     piqa = invoke(tmp_path, "--profile", str(REPO / "profiles" / "study"), "-n", "-p", "study", "--config",
                   "use_run_groups=[study_ratio,study_size,study_prompt_weight,study_piqa]")
     assert piqa.returncode == 0, piqa.stdout[-3000:]

@@ -4,12 +4,14 @@
 * Fig. 2 right: the same gain against the training-set size at one high ratio;
 * the prompt-weight curve: the gain of a prompt weight over 0 (= IT) on a short- and a long-completion set.
 
-Gain = IT's output loss minus the arm's, on the same examples (positive: the arm predicts the good
-outputs better). Per example, each arm's losses are averaged over its seeds (each seed its own redrawn
-training set), then the per-example differences give the mean and a t-interval: the interval covers the
-sampling of evaluation examples with the seeds held fixed, not seed-to-seed variance (the seeds' spread
-is reported beside it). The paper's fitted lines (y = a ln x + b, AlpacaEval 1.0 relative improvement
-in %) are drawn on a second axis: another model, metric and scale, for the direction of the trend only.
+Gain = IT's output loss minus the arm's, on the same examples (positive: the arm predicts the good outputs
+better). Per example, each arm's losses are averaged over its seeds (each seed its own redrawn training set),
+then the per-example differences give the mean, its paired bootstrap interval (BCa) and a sign-flip
+permutation p-value, the statistics of every comparison (``paired_stats.paired_difference``): the interval
+covers the sampling of evaluation examples with the seeds held fixed, not seed-to-seed variance (the seeds'
+spread is reported beside it). The paper's fitted lines (y = a ln x + b, AlpacaEval 1.0 relative
+improvement in %) are drawn on a second axis: another model, metric and scale, for the direction of the
+trend only.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
 from imrepro.report.figures import fit_equation
+from imrepro.report.paired_stats import paired_difference
 
 SPLITS = {"heldout": "held-out (Dolly)", "reference": "reference answers (AlpacaEval)"}
 CURVE_COLUMNS = ["curve", "set", "dataset", "x", "arm", "label", "split", "n_items", "seeds_arm", "seeds_it",
-                 "gain", "ci_low", "ci_high", "seed_sd_gain"]
+                 "gain", "ci_low", "ci_high", "p_value", "seed_sd_gain"]
 
 
 def item_losses(result_paths: Iterable[str | os.PathLike], targets: Mapping[str, dict]) -> pd.DataFrame:
@@ -54,29 +56,27 @@ def item_losses(result_paths: Iterable[str | os.PathLike], targets: Mapping[str,
 
 
 def paired_gain(items: pd.DataFrame, dataset: str, arm: str, reference: str, split: str,
-                confidence: float = 0.95) -> dict | None:
+                confidence: float = 0.95, n_resamples: int = 9999) -> dict | None:
     """IT's (``reference``) loss minus ``arm``'s on ``dataset``'s runs, paired over the ``split``'s examples
-    (seeds averaged per example); None where either arm has no scored run."""
+    (seeds averaged per example), with its bootstrap interval and p-value; None where either arm has no scored
+    run."""
     part = items[(items["dataset"] == dataset) & (items["split"] == split)]
     a, r = part[part["arm"] == arm], part[part["arm"] == reference]
     if a.empty or r.empty:
         return None
     means = pd.concat({"arm": a.groupby("item")["loss"].mean(), "it": r.groupby("item")["loss"].mean()},
                       axis=1).dropna()
-    diff = (means["it"] - means["arm"]).to_numpy()
-    n = len(diff)
-    gain = float(diff.mean())
-    half = (float(stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
-            if n > 1 else math.nan)
+    paired = paired_difference(means["arm"].to_numpy(), means["it"].to_numpy(), confidence=confidence,
+                               n_resamples=n_resamples)
     by_seed = {name: frame.groupby("seed")["loss"].mean() for name, frame in (("arm", a), ("it", r))}
     seed_gains = [by_seed["it"].mean() - v for v in by_seed["arm"]]  # each arm seed against IT's seed mean
-    return {"n_items": n, "seeds_arm": int(a["seed"].nunique()), "seeds_it": int(r["seed"].nunique()),
-            "gain": gain, "ci_low": gain - half, "ci_high": gain + half,
+    return {"n_items": paired.n_units, "seeds_arm": int(a["seed"].nunique()), "seeds_it": int(r["seed"].nunique()),
+            "gain": paired.delta, "ci_low": paired.ci_low, "ci_high": paired.ci_high, "p_value": paired.p_value,
             "seed_sd_gain": float(np.std(seed_gains, ddof=1)) if len(seed_gains) > 1 else math.nan}
 
 
 def curve_table(items: pd.DataFrame, curves: Mapping, ratios: Mapping[str, float],
-                sizes: Mapping[str, int], arms: Mapping[str, dict]) -> pd.DataFrame:
+                sizes: Mapping[str, int], arms: Mapping[str, dict], n_resamples: int = 9999) -> pd.DataFrame:
     """Every point of the three curves, each split: ``curves`` is the config's ``study.curves``; ``arms``:
     arm -> {label, prompt_weight} of the swept arms (their x on the prompt-weight curve)."""
     reference, im = curves["reference_arm"], curves["im_arm"]
@@ -88,7 +88,7 @@ def curve_table(items: pd.DataFrame, curves: Mapping, ratios: Mapping[str, float
     rows = []
     for curve, name, dataset, x, arm in plan:
         for split in SPLITS:
-            found = paired_gain(items, dataset, arm, reference, split)
+            found = paired_gain(items, dataset, arm, reference, split, n_resamples=n_resamples)
             if found is not None:
                 label = arms.get(arm, {}).get("label") or items.loc[items["arm"] == arm, "label"].iloc[0]
                 rows.append({"curve": curve, "set": name, "dataset": dataset, "x": x, "arm": arm, "label": label,
@@ -101,10 +101,10 @@ def curves_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "No curve point was scored.\n"
     head = ("| curve | set | dataset | x | arm | split | examples | seeds (arm/IT) | gain (IT − arm) | 95 % interval "
-            "| seed sd |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "| p | seed sd |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     body = [f"| {r.curve} | {r.set or '—'} | {r.dataset} | {r.x:.3g} | {r.label} | {SPLITS[r.split]} | {r.n_items} "
             f"| {r.seeds_arm}/{r.seeds_it} | {r.gain:+.3f} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
-            f"| {r.seed_sd_gain:.3f} |" for r in table.itertuples()]
+            f"| {r.p_value:.3g} | {r.seed_sd_gain:.3f} |" for r in table.itertuples()]
     return "\n".join([head, *body]) + "\n"
 
 

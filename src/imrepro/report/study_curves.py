@@ -209,11 +209,15 @@ def curves_figure(table: pd.DataFrame, paper_fits: Mapping[str, tuple[float, flo
             twin = ax.twinx()
             xs = np.geomspace(part["x"].min(), part["x"].max(), 50)
             twin.plot(xs, fit[0] * np.log(xs) + fit[1], color="grey", lw=1,
-                      label=f"paper Fig. 2 {side}: {fit_equation(*fit)}")
+                      label=f"paper Fig. 2 {side}: {fit_equation(*fit)} (its slope only)")
             twin.set_ylabel("paper: AlpacaEval 1.0 relative improvement (%)", fontsize=8, color="grey")
             twin.legend(fontsize=7, loc="lower right")
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xscale("log")
+        if not part.empty:  # ticks at the measured x values, in plain numbers
+            ticks = sorted(part["x"].unique())
+            ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel("output-loss gain of IM over IT (nats)")
         ax.legend(fontsize=7, loc="upper left")
@@ -229,6 +233,7 @@ def curves_figure(table: pd.DataFrame, paper_fits: Mapping[str, tuple[float, flo
                     fmt=markers.get(split, "o"), color=f"C{i}", capsize=3, label=f"{name}, {SPLITS[split]}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(0, 1.5)  # room for the points at weight 1
     ax.set_xlabel("prompt loss weight λp (0 = IT, 1 = IM)")
     ax.set_ylabel("output-loss gain over λp = 0 (nats)")
     ax.legend(fontsize=7)

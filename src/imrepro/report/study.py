@@ -263,8 +263,14 @@ def figure(summary: pd.DataFrame, long: pd.DataFrame, ratios: Mapping[str, float
     colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
     names = long.drop_duplicates("arm").set_index("arm")["label"]
     reference = reference_arm(summary)
-    fig = Figure(figsize=(4.2 * len(datasets) + 4.6, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(datasets) + 1, squeeze=False)[0]
+    panels = len(datasets) + 1
+    columns = min(panels, 4)  # wrapped, so that seven panels are not one 3,900-pixel row
+    rows = math.ceil(panels / columns)
+    fig = Figure(figsize=(4.4 * columns, 4.0 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for unused in grid[panels:]:
+        unused.set_visible(False)
+    axes = grid[:panels]
     wide = long[long["metric"].isin(LOSS_METRICS)].pivot_table(
         index=["target", "dataset", "arm", "seed"], columns="metric", values="value").reset_index()
     base = long[(long["arm"] == BASE)].set_index("metric")["value"]

@@ -24,7 +24,7 @@ from snakemake.sourcecache import infer_source_file
 from conftest import REPO
 
 # Snakemake's globals that the rules use; `shell` and `script` are what the shell:/script: directives compile to
-SNAKEMAKE_NAMES = ("config", "workflow", "rules", "expand", "directory", "unpack", "report", "shell", "script")
+SNAKEMAKE_NAMES = ("config", "workflow", "rules", "expand", "directory", "temp", "unpack", "report", "shell", "script")
 RULES = ("F", "B", "UP", "SIM")
 # SIM118 is wrong for Snakemake's Namedlist (input, wildcards): `name in input` tests the values, not the names
 IGNORE = ("SIM118",)
